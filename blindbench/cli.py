@@ -1,0 +1,251 @@
+"""The ``blindbench`` command line: one frozen config dataclass per command; flags come from its fields.
+
+Every user error is printed as one line (``blindbench: error: ...``) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from blindbench.errors import BlindbenchError
+
+
+def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class CorpusBuildConfig:
+    """Build a corpus: the embedded ``photos`` one, or one from your own folders (FFHQ, Places2, ...)."""
+
+    name: str = _option("photos", "corpus name (folder under <data>/corpora)")
+    clean: str = _option("", "folder of clean images (recursive); omit for the embedded photos corpus")
+    fill: str = _option("", "folder of fill images (recursive), a different source than --clean")
+    mode: str = _option("tiles", "tiles (multi-scale crops + texture filter) or center (short side to --crop)",
+                        choices=("tiles", "center"))
+    crop: int = _option(256, "crop side in pixels")
+    test_every: int = _option(5, "every N-th source (sorted) is a test source; 1 = all test")
+    workers: int = _option(-1, "parallel workers (-1: all cores)")
+    update_manifest: bool = _option(False, "rewrite manifests/photos.corpus.json instead of checking against it")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Write a benchmark set's WebDataset shards and lock; an interrupted run resumes."""
+
+    set: str = _option("photos-demo", "set name (manifests/<name>.toml) or a path to a .toml manifest")
+    out: str = _option("", "output folder (default <data>/sets/<name>)")
+    workers: int = _option(-1, "parallel workers (-1: all cores); the bytes do not depend on it")
+    backend: str = _option("loky", "joblib backend: loky, threading, multiprocessing, or dask/ray when installed")
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Check a set's shards against its lock (the committed one when there is one)."""
+
+    set: str = _option("photos-demo", "set name or manifest path")
+    out: str = _option("", "folder holding the shards (default <data>/sets/<name>)")
+    lock: str = _option("", "lock file to check against (default: committed manifests/<name>.lock.json, else "
+                        "the one beside the shards)")
+
+
+@dataclass(frozen=True)
+class SheetConfig:
+    """Save a contact sheet PNG of a set: one sample per pattern (input, M, M̃, N, target)."""
+
+    set: str = _option("photos-demo", "set name or manifest path")
+    out: str = _option("", "folder holding the shards (default <data>/sets/<name>)")
+    png: str = _option("", "output PNG (default <shards folder>/<name>-contact-sheet.png)")
+    per_pattern: int = _option(1, "samples shown per pattern")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The main job on the embedded default: build the corpus, generate and verify photos-demo, draw a sheet."""
+
+    set: str = _option("photos-demo", "demo set")
+    workers: int = _option(-1, "parallel workers (-1: all cores)")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config: type) -> None:
+    """One ``--flag`` per dataclass field, typed and documented from the field."""
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
+        if hints[f.name] is bool:
+            parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=hints[f.name], default=f.default, help=help_text,
+                                choices=f.metadata.get("choices"))
+
+
+def config_from_args(config: type, args: argparse.Namespace):
+    return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)})
+
+
+def run_corpus_build(cfg: CorpusBuildConfig) -> None:
+    from blindbench.corpus import CorpusConfig, build_corpus, build_embedded_corpus, folder_sources
+
+    if cfg.clean or cfg.fill:
+        if not (cfg.clean and cfg.fill):
+            raise BlindbenchError("give both --clean and --fill folders (or neither, for the embedded corpus)")
+        if cfg.name == "photos":
+            raise BlindbenchError("--name photos is the embedded corpus: name your own corpus, e.g. --name ffhq")
+        config = CorpusConfig(name=cfg.name, crop=cfg.crop, mode=cfg.mode, test_every=cfg.test_every)
+        manifest = build_corpus(folder_sources(cfg.clean, cfg.fill), config, workers=cfg.workers)
+    else:
+        manifest = build_embedded_corpus(update_manifest=cfg.update_manifest, workers=cfg.workers)
+    print(_corpus_summary(manifest))
+
+
+def _corpus_summary(manifest: dict) -> str:
+    counts = ", ".join(f"{key} {info['count']}" for key, info in manifest["arrays"].items())
+    sources = Counter((s["role"], s["split"]) for s in manifest["sources"])
+    lines = [f"corpus {manifest['name']}: {len(manifest['sources'])} sources "
+             f"({', '.join(f'{r}-{s} {n}' for (r, s), n in sorted(sources.items()))}); crops: {counts}"]
+    if manifest["problems"]:
+        lines.append(f"  {len(manifest['problems'])} sources gave no crops: " + "; ".join(manifest["problems"][:5]))
+    return "\n".join(lines)
+
+
+def run_generate(cfg: GenerateConfig) -> None:
+    from blindbench.sets import load_set
+    from blindbench.shards import generate_set
+
+    spec = load_set(cfg.set)
+    report = generate_set(spec, cfg.out or None, workers=cfg.workers, backend=cfg.backend)
+    total = sum(e["bytes"] for e in report.lock["shards"])
+    print(f"set {spec.name}: {spec.count} samples in {spec.shard_count} shards ({total / 2**20:.1f} MiB) at "
+          f"{report.out_dir}; {report.written} written, {report.kept} kept from an earlier run")
+
+
+def run_verify(cfg: VerifyConfig) -> None:
+    from blindbench.sets import load_set
+    from blindbench.shards import verify_set
+
+    spec = load_set(cfg.set)
+    report = verify_set(spec, cfg.out or None, Path(cfg.lock) if cfg.lock else None)
+    if not report.ok:
+        raise BlindbenchError(f"set {spec.name} does not match {report.lock_path}: " + "; ".join(report.problems))
+    print(f"set {spec.name}: {report.checked} shards match {report.lock_path}")
+
+
+def run_sheet(cfg: SheetConfig) -> Path:
+    from blindbench.figures import contact_sheet
+    from blindbench.imageio import decode_png
+    from blindbench.loader import shard_urls
+    from blindbench.paths import set_dir
+    from blindbench.sets import load_set
+    from blindbench.shards import iter_shard_samples
+
+    spec = load_set(cfg.set)
+    folder = Path(cfg.out) if cfg.out else set_dir(spec.name)
+    wanted = {r.name: cfg.per_pattern for r in spec.recipes}
+    rows = []
+    for url in shard_urls(spec, folder):
+        for raw in iter_shard_samples(url):
+            pattern = json.loads(raw["json"])["pattern"]
+            if wanted.get(pattern, 0) > 0:
+                wanted[pattern] -= 1
+                rows.append({"pattern": pattern, "input": decode_png(raw["input.png"]),
+                             "mask": decode_png(raw["mask.png"], grey=True),
+                             "soft_mask": decode_png(raw["soft_mask.png"], grey=True),
+                             "fill": decode_png(raw["fill.png"]), "target": decode_png(raw["target.png"])})
+        if not any(wanted.values()):
+            break
+    order = {r.name: i for i, r in enumerate(spec.recipes)}
+    rows.sort(key=lambda row: order[row["pattern"]])
+    png = Path(cfg.png) if cfg.png else folder / f"{spec.name}-contact-sheet.png"
+    contact_sheet(rows, png, title=f"{spec.name}: one sample per corruption pattern")
+    print(f"contact sheet: {png}")
+    return png
+
+
+def run_demo(cfg: DemoConfig) -> None:
+    from blindbench.corpus import build_embedded_corpus, is_built
+
+    print("== 1/4 corpus: embedded photos")
+    if is_built("photos"):
+        print("corpus photos already built")
+    else:
+        print(_corpus_summary(build_embedded_corpus(workers=cfg.workers)))
+    print(f"== 2/4 generate {cfg.set}")
+    run_generate(GenerateConfig(set=cfg.set, workers=cfg.workers))
+    print(f"== 3/4 verify {cfg.set}")
+    run_verify(VerifyConfig(set=cfg.set))
+    print("== 4/4 contact sheet")
+    run_sheet(SheetConfig(set=cfg.set))
+    _print_set_summary(cfg.set)
+
+
+def _print_set_summary(name: str) -> None:
+    from blindbench.loader import shard_urls
+    from blindbench.sets import load_set
+    from blindbench.shards import iter_shard_samples
+
+    spec = load_set(name)
+    stats: dict[str, list[float]] = {}
+    for url in shard_urls(spec):
+        for raw in iter_shard_samples(url):
+            from blindbench.imageio import decode_png
+
+            mask = decode_png(raw["mask.png"], grey=True)
+            stats.setdefault(json.loads(raw["json"])["pattern"], []).append(float((mask > 127).mean()))
+    print(f"{'pattern':<10} {'samples':>7} {'mean damaged area':>18}")
+    for pattern, areas in stats.items():
+        print(f"{pattern:<10} {len(areas):>7} {sum(areas) / len(areas):>18.3f}")
+
+
+COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
+    ("corpus", "build"): (CorpusBuildConfig, run_corpus_build),
+    ("generate",): (GenerateConfig, run_generate),
+    ("verify",): (VerifyConfig, run_verify),
+    ("sheet",): (SheetConfig, run_sheet),
+    ("demo",): (DemoConfig, run_demo),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blindbench", description="Blind image inpainting toolkit (VCN and baselines).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for words, (config, _) in COMMANDS.items():
+        doc = (config.__doc__ or "").strip().splitlines()[0]
+        if len(words) == 1:
+            target = sub.add_parser(words[0], help=doc, description=doc)
+        else:
+            if words[0] not in groups:
+                group = sub.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = group.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+            target = groups[words[0]].add_parser(words[1], help=doc, description=doc)
+        add_config_arguments(target, config)
+        target.set_defaults(_words=words)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config_type, run = COMMANDS[args._words]
+    try:
+        run(config_from_args(config_type, args))
+    except BlindbenchError as exc:
+        print(f"blindbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("blindbench: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

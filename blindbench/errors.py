@@ -1,0 +1,22 @@
+"""User-facing errors: one line, naming the file or value at fault."""
+
+from __future__ import annotations
+
+
+class BlindbenchError(Exception):
+    """An error caused by user input (a path, a value, a file's contents).
+
+    The CLI prints it as a single line and exits non-zero; library callers can catch it.
+    """
+
+
+class ImageReadError(BlindbenchError):
+    """An image file is missing, unreadable or unusable."""
+
+
+class ConfigError(BlindbenchError):
+    """A manifest, config file or option holds an unknown key or a bad value."""
+
+
+class ShardError(BlindbenchError):
+    """A shard is missing, truncated, altered or does not match its lock."""

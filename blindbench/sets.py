@@ -1,0 +1,202 @@
+"""Benchmark-set definitions: ``manifests/<name>.toml`` read into a frozen `SetSpec`.
+
+A set manifest names everything that decides its bytes: the corpus and how it is built, which crops are
+clean and which fill, the count, size, recipes and seed. Example (``manifests/photos-demo.toml``)::
+
+    name = "photos-demo"
+    seed = 2020
+    count = 48
+    samples_per_shard = 16
+
+    [corpus]
+    name = "photos"          # the embedded corpus; user corpora give mode/clean/fill/test_every
+    [clean]
+    split = "test"
+    [fill]
+    split = "test"
+
+    [[recipes]]
+    pattern = "real"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blindbench.corpus import SPLITS, CorpusConfig
+from blindbench.corruption import Recipe, _unknown
+from blindbench.errors import ConfigError
+from blindbench.paths import manifests_dir
+
+_TOP_KEYS = {"name", "description", "seed", "count", "size", "samples_per_shard", "corpus", "clean", "fill", "recipes",
+             "clean_order", "recipe_order"}
+_CORPUS_KEYS = {"name", "mode", "clean", "fill", "test_every", "scales", "min_std", "min_laplacian"}
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """How the set's corpus is made. ``clean``/``fill`` are folders (``$VAR`` expanded); empty for the embedded one."""
+
+    name: str
+    clean: str = ""
+    fill: str = ""
+    config: CorpusConfig = CorpusConfig()
+
+    @property
+    def embedded(self) -> bool:
+        return not self.clean and not self.fill
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    """A benchmark or training set: what `blindbench generate` writes, sample by sample.
+
+    Attributes:
+        name: set name (shards are ``<name>-%06d.tar``).
+        seed: set seed; sample ``i`` draws from a generator seeded by ``(seed, i)``.
+        count: number of samples.
+        size: image side (must equal the corpus crop).
+        samples_per_shard: samples in each shard (the last may hold fewer).
+        corpus: where clean and fill crops come from.
+        clean_split / fill_split: which split of the corpus gives O and N.
+        clean_order: ``permutation`` (sample i takes the i-th crop of a seeded permutation, cycling when
+            ``count`` exceeds the crops) or ``random`` (each sample draws a crop, with replacement).
+        recipes: corruption recipes.
+        recipe_order: ``cycle`` (sample i uses recipe i mod n: equal counts per pattern, for benchmarks) or
+            ``weighted`` (drawn by weight).
+        sha256: hash of the manifest file's bytes (recorded in the lock).
+    """
+
+    name: str
+    seed: int
+    count: int
+    size: int
+    samples_per_shard: int
+    corpus: CorpusSpec
+    clean_split: str
+    fill_split: str
+    clean_order: str
+    recipes: tuple[Recipe, ...]
+    recipe_order: str = "weighted"
+    description: str = ""
+    sha256: str = ""
+    path: str = ""
+
+    @property
+    def shard_count(self) -> int:
+        return -(-self.count // self.samples_per_shard)
+
+    def shard_range(self, shard: int) -> range:
+        start = shard * self.samples_per_shard
+        return range(start, min(start + self.samples_per_shard, self.count))
+
+    def shard_name(self, shard: int) -> str:
+        return f"{self.name}-{shard:06d}.tar"
+
+
+def _expand(value: str) -> str:
+    expanded = os.path.expandvars(value)
+    if "$" in expanded:
+        raise ConfigError(f"set the environment variable in {value!r} to the dataset folder")
+    return expanded
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise _unknown(f"key in {where}", key, allowed)
+
+
+def _int(table: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"set manifest needs {key!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{key} must be an integer ≥ {minimum}, got {value!r}")
+    return value
+
+
+def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_folders: bool = True) -> SetSpec:
+    """Validate a parsed manifest; every unknown key or bad value is a one-line `ConfigError`."""
+    _check_keys(data, _TOP_KEYS, "set manifest")
+    name = data.get("name")
+    if not isinstance(name, str) or not name or "." in name or "/" in name:
+        raise ConfigError(f"set name must be a non-empty string without dots or slashes, got {name!r}")
+    corpus_table = data.get("corpus", {})
+    _check_keys(corpus_table, _CORPUS_KEYS, "[corpus]")
+    if "name" not in corpus_table:
+        raise ConfigError(f"set {name}: [corpus] needs a 'name'")
+    config_keys = {k: v for k, v in corpus_table.items() if k in ("mode", "test_every", "min_std", "min_laplacian")}
+    if "scales" in corpus_table:
+        config_keys["scales"] = tuple(corpus_table["scales"])
+    size = _int(data, "size", 256, 16)
+    corpus = CorpusSpec(
+        name=corpus_table["name"],
+        clean=_expand(corpus_table.get("clean", "")) if expand_folders else corpus_table.get("clean", ""),
+        fill=_expand(corpus_table.get("fill", "")) if expand_folders else corpus_table.get("fill", ""),
+        config=CorpusConfig(name=corpus_table["name"], crop=size, **config_keys),
+    )
+    if bool(corpus.clean) != bool(corpus.fill):
+        raise ConfigError(f"set {name}: [corpus] needs both 'clean' and 'fill' folders, or neither (embedded)")
+    splits = {}
+    for role in ("clean", "fill"):
+        table = data.get(role, {})
+        _check_keys(table, {"split"}, f"[{role}]")
+        split = table.get("split", "test")
+        if split not in SPLITS:
+            raise _unknown(f"{role} split", split, SPLITS)
+        splits[role] = split
+    recipes = data.get("recipes")
+    if not recipes:
+        raise ConfigError(f"set {name}: at least one [[recipes]] entry is needed")
+    clean_order = data.get("clean_order", "permutation")
+    if clean_order not in ("permutation", "random"):
+        raise _unknown("clean_order", clean_order, ("permutation", "random"))
+    recipe_order = data.get("recipe_order", "weighted")
+    if recipe_order not in ("cycle", "weighted"):
+        raise _unknown("recipe_order", recipe_order, ("cycle", "weighted"))
+    return SetSpec(
+        name=name,
+        seed=_int(data, "seed", None, 0),
+        count=_int(data, "count", None, 1),
+        size=size,
+        samples_per_shard=_int(data, "samples_per_shard", 1000, 1),
+        corpus=corpus,
+        clean_split=splits["clean"],
+        fill_split=splits["fill"],
+        clean_order=clean_order,
+        recipes=tuple(Recipe.from_dict(r) for r in recipes),
+        recipe_order=recipe_order,
+        description=str(data.get("description", "")),
+        sha256=sha256,
+        path=path,
+    )
+
+
+def load_set(name_or_path: str, expand_folders: bool = True) -> SetSpec:
+    """Load ``manifests/<name>.toml`` (or a path to a .toml file)."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = manifests_dir() / f"{name_or_path}.toml"
+        if not path.is_file():
+            known = available_sets()
+            raise _unknown("set", name_or_path, known) if known else ConfigError(f"no set manifest {path}")
+    if not path.is_file():
+        raise ConfigError(f"set manifest not found: {path}")
+    raw = path.read_bytes()
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"bad set manifest {path}: {exc}") from None
+    return parse_set(data, hashlib.sha256(raw).hexdigest(), str(path), expand_folders)
+
+
+def available_sets() -> list[str]:
+    folder = manifests_dir()
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []

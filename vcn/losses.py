@@ -1,0 +1,135 @@
+"""Training losses of VCN (paper Eqs. 2, 7–9) as pure functions on tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vcn.vgg import VGG19Features
+
+
+def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "none":
+        return per_sample
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def mask_bce(logits: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
+    """Self-adaptive binary cross-entropy of the MPN (paper Eq. 2), per sample.
+
+    ``L_m = −[τ Σ_{M=1} log M̂ + (1 − τ) Σ_{M=0} log(1 − M̂)] / (H·W)`` with M̂ = sigmoid(logits) and
+    τ = |{M = 0}| / (H·W), the *clean* fraction, weighting the damaged term (damage is the minority class).
+    log-sigmoid is used for numerical stability. A soft mask M acts as weights M and 1 − M.
+
+    Args:
+        logits: (B, 1, H, W) MPN logits.
+        mask: (B, 1, H, W) ground-truth mask, 1 = damaged.
+        reduction: ``"mean"`` over the batch (scalar) or ``"none"`` for the (B,) per-sample losses.
+    """
+    m = mask.to(logits.dtype)
+    hw = m.shape[-2] * m.shape[-1]
+    tau = 1.0 - m.mean(dim=(1, 2, 3))  # (B,) clean fraction
+    damaged = (m * F.logsigmoid(logits)).sum(dim=(1, 2, 3))
+    clean = ((1.0 - m) * F.logsigmoid(-logits)).sum(dim=(1, 2, 3))
+    return _reduce(-(tau * damaged + (1.0 - tau) * clean) / hw, reduction)
+
+
+def l1(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute error over all elements (the reconstruction term, weight 1.4 in the paper)."""
+    return (pred - target).abs().mean()
+
+
+def semantic_loss(vgg: VGG19Features, pred: Tensor, target: Tensor) -> Tensor:
+    """L1 distance of VGG19 relu3_2 features (paper's semantic consistency term, weight 1e-4).
+
+    The official code uses the mean squared error here; the paper and both PyTorch reproductions use L1.
+    """
+    with torch.no_grad():
+        tar = vgg(target).relu3_2
+    return l1(vgg(pred).relu3_2, tar)
+
+
+def mrf_loss(gen: Tensor, tar: Tensor, h: float = 0.5, eps: float = 1e-5) -> Tensor:
+    """Implicit-diversity MRF term of one feature layer (GMCNN), 1×1 patches, batched -> (B,).
+
+    Features are centred by the target's per-sample, per-channel spatial mean and L2-normalised over
+    channels; d = (1 − cos)/2 between every generated position v and target position s; relative distance
+    d̃ = d / (min_s d + eps); similarity exp((1 − d̃)/h) normalised over s (a softmax); for every target s the
+    best generated match is kept (max over v), averaged over s, and −log of that is the loss.
+
+    Args:
+        gen: (B, C, H, W) features of the generated image.
+        tar: (B, C, H, W) features of the target image.
+        h: bandwidth (0.5).
+        eps: the 1e-5 of the relative distance.
+    """
+    mean_t = tar.mean(dim=(2, 3), keepdim=True)
+    g = F.normalize((gen - mean_t).flatten(2), dim=1)  # (B, C, Ng)
+    t = F.normalize((tar - mean_t).flatten(2), dim=1)  # (B, C, Nt)
+    dist = (1.0 - torch.einsum("bcs,bcv->bsv", t, g)) / 2.0  # (B, Nt, Ng) cosine distance in [0, 1]
+    rel = dist / (dist.amin(dim=1, keepdim=True) + eps)
+    sim = torch.softmax((1.0 - rel) / h, dim=1)  # exp((1 − d̃)/h) / Σ_s exp((1 − d̃)/h)
+    return -torch.log(sim.amax(dim=2).mean(dim=1))  # (B,)
+
+
+def id_mrf_loss(
+    vgg: VGG19Features,
+    pred: Tensor,
+    target: Tensor,
+    h: float = 0.5,
+    weights: tuple[float, float] = (1.0, 2.0),
+) -> Tensor:
+    """ID-MRF loss (GMCNN) on VGG19 relu3_2 and relu4_2, mean over the batch (paper weight 1e-3).
+
+    GMCNN sums a "style" term on relu3_2 and relu4_2 and a "content" term on relu4_2, each with weight 1,
+    hence the default ``weights`` = (relu3_2: 1, relu4_2: 2). GMCNN and the reproductions sum over the batch;
+    here it is the batch mean, so the weight does not depend on the batch size.
+    """
+    with torch.no_grad():
+        tar = vgg(target)
+    gen = vgg(pred)
+    loss = weights[0] * mrf_loss(gen.relu3_2, tar.relu3_2, h) + weights[1] * mrf_loss(gen.relu4_2, tar.relu4_2, h)
+    return loss.mean()
+
+
+def wgan_gp_penalty(
+    critic: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    lam: float = 10.0,
+    mask: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """WGAN-GP gradient penalty ``λ · E[(‖∇D(x̃)‖₂ − 1)²]``, x̃ = t·real + (1 − t)·fake, one t ~ U(0, 1) per sample.
+
+    Args:
+        critic: maps a (B, C, H, W) batch to (B,) or (B, 1) scores (wrap a patch critic with its mask).
+        real: (B, C, H, W) real images.
+        fake: (B, C, H, W) generated images (detached here).
+        lam: λ (10).
+        mask: optional (B, 1, H, W) mask restricting the gradient norm to the masked region (official code).
+        generator: random generator for t.
+    """
+    t = torch.rand((real.shape[0], 1, 1, 1), generator=generator, device=real.device, dtype=real.dtype)
+    x = (t * real.detach() + (1.0 - t) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    sq = grad.square()
+    if mask is not None:
+        sq = sq * mask.to(sq.dtype)
+    norm = torch.sqrt(sq.flatten(1).sum(dim=1) + 1e-12)  # (B,)
+    return lam * (norm - 1.0).square().mean()
+
+
+def critic_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """WGAN critic loss ``E[D(fake)] − E[D(real)]`` (add :func:`wgan_gp_penalty`)."""
+    return d_fake.mean() - d_real.mean()
+
+
+def generator_adv_loss(d_fake: Tensor) -> Tensor:
+    """WGAN generator loss ``−E[D(fake)]``."""
+    return -d_fake.mean()
