@@ -767,8 +767,14 @@ def blend(clean: np.ndarray, fill: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         raise ValueError(f"blend: alpha shape {np.shape(alpha)} does not match image shape {o.shape}")
     if a.size and (a.min() < 0 or a.max() > 1):
         raise ValueError(f"blend: alpha must lie in [0, 1], got range [{a.min()}, {a.max()}]")
-    out = o * (np.float32(1.0) - a) + n * a
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if a.shape != o.shape:  # (H, W, 1) → (H, W, C) up front: numpy broadcasting over a trailing 1 is slow
+        channels = o.shape[-1]
+        a = cv2.merge([np.ascontiguousarray(a[:, :, 0])] * channels) if channels <= 4 else np.repeat(a, channels, 2)
+    out = o * (np.float32(1.0) - a)
+    out += n * a
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------------------------

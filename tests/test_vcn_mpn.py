@@ -32,6 +32,13 @@ def test_mpn_shapes_tiny() -> None:
     assert torch.isfinite(logits).all() and torch.isfinite(features).all()
 
 
+def test_mpn_without_features() -> None:
+    mpn = MPN(width=8, with_features=False)
+    logits, features = mpn(torch.zeros(1, 3, 32, 32))
+    assert logits.shape == (1, 1, 32, 32) and features is None
+    assert n_params(MPN(32)) - n_params(MPN(32, with_features=False)) == 311_680
+
+
 def test_mpn_rejects_bad_size() -> None:
     with pytest.raises(ValueError, match="divisible by 4"):
         MPN(width=8)(torch.zeros(1, 3, 30, 32))

@@ -78,7 +78,7 @@ class VCN(nn.Module):
         if config.rin_input not in ("image", "masked"):
             raise ValueError(f"VCNConfig: rin_input must be 'image' or 'masked', got {config.rin_input!r}")
         self.config = config
-        self.mpn = MPN(config.mpn_width or config.width) if config.use_mpn else None
+        self.mpn = MPN(config.mpn_width or config.width, with_features=config.fusion) if config.use_mpn else None
         fusion_channels = self.mpn.out_channels_features if (self.mpn is not None and config.fusion) else 0
         self.rin = RIN(config.width, fusion_channels, config.use_pcn, config.se_reduction, config.fixed_beta)
 
@@ -92,6 +92,8 @@ class VCN(nn.Module):
             beta: fixed β in [0, 1] for every PCN instead of the SE prediction (test-time study).
         """
         check_image_size(image)
+        if beta is not None and not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {beta}")
         if mask is not None and (mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:]):
             raise ValueError(f"mask must be (B, 1, H, W) matching the image, got {tuple(mask.shape)}")
         logits = features = None
@@ -100,8 +102,6 @@ class VCN(nn.Module):
             logits, features = self.mpn(image)
             if guide is None:
                 guide = torch.sigmoid(logits)  # M̂
-            if not self.config.fusion:
-                features = None
         elif guide is None:
             guide = image.new_full((image.shape[0], 1, *image.shape[-2:]), self.config.no_mpn_mask)
         guide = guide.to(image.dtype)
@@ -135,7 +135,7 @@ def vcn_no_mpn(preset: str = "paper", **overrides: object) -> VCN:
 
 
 def vcn_no_fusion(preset: str = "paper", **overrides: object) -> VCN:
-    """Table 3 "VCN w/o fusion": no MPN→RIN feature concatenation."""
+    """Table 3 "VCN w/o fusion": no MPN→RIN feature concatenation (and no MPN dilation-4 block, unused)."""
     return _build(preset, {"fusion": False}, overrides)
 
 

@@ -29,13 +29,16 @@ class MPN(nn.Module):
 
     Args:
         width: base width ``w`` (official ``g_cnum`` = 32).
+        with_features: build the dilation-4 block that makes the fusion features. Without it (311,680
+            fewer parameters at width 32) ``forward`` returns ``features=None``; use this when nothing
+            consumes the features (e.g. an MPN in front of a baseline, or VCN without fusion).
 
     Shape:
         image (B, 3, H, W) in [-1, 1], H and W divisible by 4 -> mask_logits (B, 1, H, W),
-        features (B, 4w, H/4, W/4)
+        features (B, 4w, H/4, W/4) or None
     """
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, with_features: bool = True) -> None:
         super().__init__()
         w = width
         self.width = width
@@ -43,19 +46,20 @@ class MPN(nn.Module):
         self.enc1 = ResBlock(3, 2 * w, 5, stride=2)  # mask_conv2          H/2
         self.enc2 = ResBlock(2 * w, 4 * w, 3, stride=2)  # mask_conv3      H/4
         self.enc3 = ResBlock(4 * w, 4 * w, 3, dilation=2)  # mask_conv4_atrous
-        self.enc4 = ResBlock(4 * w, 4 * w, 3, dilation=4)  # mask_conv5_atrous -> fusion features
+        # mask_conv5_atrous -> fusion features only
+        self.enc4 = ResBlock(4 * w, 4 * w, 3, dilation=4) if with_features else None
         self.dec_conv = same_conv(4 * w, 4 * w, 3)  # mask_conv8 (input: enc3)
         self.dec1 = ResBlock(4 * w, 2 * w, 3)  # mask_deconv9, H/2
         self.dec2 = ResBlock(2 * w, w, 3)  # mask_deconv10, H
         self.compress = same_conv(w, max(w // 2, 1), 3)  # mask_compress_conv
         self.out = same_conv(max(w // 2, 1), 1, 3)  # mask_output
 
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor | None]:
         """Return ``(mask_logits, features)``; see the class docstring for shapes."""
         check_image_size(image)
         x = self.enc2(self.enc1(image))  # (B, 4w, H/4, W/4)
         x = self.enc3(x)
-        features = self.enc4(x)  # (B, 4w, H/4, W/4)
+        features = self.enc4(x) if self.enc4 is not None else None  # (B, 4w, H/4, W/4)
         y = F.elu(self.dec_conv(x))
         y = self.dec1(upsample2x(y))  # (B, 2w, H/2, W/2)
         y = self.dec2(upsample2x(y))  # (B, w, H, W)

@@ -76,7 +76,10 @@ def pcn(x: Tensor, h: Tensor, beta: Tensor | float, eps: float = 1e-5) -> Tensor
 
 
 class SqueezeExcitation(nn.Module):
-    """β = sigmoid(FC(ReLU(FC(avgpool(X))))) ∈ (0, 1)^C (paper Eq. 5); hidden width C // reduction.
+    """β = sigmoid(FC(ReLU(FC(avgpool(X))))) ∈ (0, 1)^C (paper Eq. 5); hidden width max(C // reduction, 4).
+
+    The floor of 4 hidden units only matters below 32 channels (tiny presets), where a single ReLU unit is
+    often dead from the start. Biases start at zero, so β starts near the official fixed value 0.5.
 
     Shape:
         (B, C, H, W) -> (B, C, 1, 1)
@@ -87,6 +90,8 @@ class SqueezeExcitation(nn.Module):
         hidden = max(channels // reduction, 4)
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, channels)
+        nn.init.zeros_(self.fc1.bias)  # zero biases (TF fully_connected default): β starts near 0.5
+        nn.init.zeros_(self.fc2.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         s = x.mean(dim=(-2, -1))  # (B, C)

@@ -1,0 +1,44 @@
+"""Session fixtures: one temporary data root, the embedded corpus built once, photos-demo generated once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Point BLINDBENCH_DATA at a session temp folder so no test writes into the repository."""
+    root = tmp_path_factory.mktemp("data")
+    previous = os.environ.get("BLINDBENCH_DATA")
+    os.environ["BLINDBENCH_DATA"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("BLINDBENCH_DATA", None)
+    else:
+        os.environ["BLINDBENCH_DATA"] = previous
+
+
+@pytest.fixture(scope="session")
+def photos_corpus(data_root: Path) -> dict:
+    """The embedded photos corpus, built and checked against manifests/photos.corpus.json."""
+    from blindbench.corpus import build_embedded_corpus
+
+    return build_embedded_corpus(workers=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def demo_spec():
+    from blindbench.sets import load_set
+
+    return load_set("photos-demo")
+
+
+@pytest.fixture(scope="session")
+def demo_dir(photos_corpus: dict, demo_spec, data_root: Path) -> Path:
+    """photos-demo generated with 2 workers into the session data root."""
+    from blindbench.shards import generate_set
+
+    return generate_set(demo_spec, workers=2, progress=False).out_dir

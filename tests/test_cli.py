@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from blindbench.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("words", sorted(COMMANDS))
+def test_every_subcommand_has_help(words: tuple[str, ...], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*words, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: blindbench" in capsys.readouterr().out
+
+
+def test_console_script_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "blindbench.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "generate" in result.stdout
+
+
+def _one_line_error(capsys, argv: list[str], pattern: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("blindbench: error: "), err
+    assert pytest.importorskip("re").search(pattern, err), err
+
+
+def test_bad_inputs_are_one_line_errors(capsys, tmp_path: Path, demo_dir: Path) -> None:
+    _one_line_error(capsys, ["generate", "--set", "photos-dmeo"], "unknown set 'photos-dmeo'; did you mean 'photos-demo'")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nseed = 1\ncount = 2\ncolour = 3\n[corpus]\nname = "photos"\n[[recipes]]\npattern="real"\n')
+    _one_line_error(capsys, ["generate", "--set", str(bad)], "unknown key in set manifest 'colour'")
+    bad.write_text('name = "x"\nseed = 1\ncount = -2\n[corpus]\nname = "photos"\n[[recipes]]\npattern="real"\n')
+    _one_line_error(capsys, ["generate", "--set", str(bad)], "count must be an integer ≥ 1, got -2")
+    bad.write_text('name = "x"\nseed = 1\ncount = 2\n[corpus]\nname = "photos"\n[[recipes]]\npattern="rael"\n')
+    _one_line_error(capsys, ["generate", "--set", str(bad)], "did you mean 'real'")
+    bad.write_text("name = [unclosed")
+    _one_line_error(capsys, ["verify", "--set", str(bad)], "bad set manifest")
+    _one_line_error(capsys, ["corpus", "build", "--clean", str(tmp_path)], "give both --clean and --fill")
+    _one_line_error(capsys, ["verify", "--set", "photos-demo", "--out", str(tmp_path)], "missing shard")

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blindbench.corruption import PATTERN_DEFAULT_MASK, Recipe, apply, sample_params
+from blindbench.errors import ConfigError
+from blindbench.imageio import decode_png
+from blindbench.shards import iter_shard_samples
+
+
+def _images(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    return (rng.integers(0, 256, (size, size, 3), dtype=np.uint8), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERN_DEFAULT_MASK))
+def test_every_pattern_replays_from_json_params(pattern: str) -> None:
+    clean, fill = _images()
+    recipe = Recipe(pattern)
+    params = sample_params(np.random.default_rng(11), recipe, 64, fill_count=5)
+    assert params == sample_params(np.random.default_rng(11), recipe, 64, fill_count=5)
+    replayed = json.loads(json.dumps(params))
+    first, second = apply(clean, fill, params), apply(clean, fill, replayed)
+    for a, b in zip(first, second):
+        assert np.array_equal(a, b)
+    assert first.input.shape == (64, 64, 3) and first.fill.shape == (64, 64, 3)
+    assert set(np.unique(first.mask)) <= {0, 1}
+    assert (first.soft_mask[first.mask == 1] == 255).all()  # M̃ = 1 on M
+    assert np.array_equal(first.input[first.soft_mask == 0], clean[first.soft_mask == 0])  # untouched outside M̃
+
+
+def test_hard_samples_blend_with_m_itself() -> None:
+    clean, fill = _images()
+    params = sample_params(np.random.default_rng(0), Recipe("real", soft_probability=0.0), 64, fill_count=1)
+    out = apply(clean, fill, params)
+    assert params["soft"] is False and np.array_equal(out.soft_mask, out.mask * 255)
+    damaged = out.mask == 1
+    assert np.array_equal(out.input[damaged], out.fill[damaged]) and np.array_equal(out.input[~damaged], clean[~damaged])
+
+
+def test_real_pattern_flips_the_fill_vertically() -> None:
+    clean, fill = _images()
+    params = sample_params(np.random.default_rng(0), Recipe("real"), 64, fill_count=1)
+    params["fill"]["flip"] = True
+    assert np.array_equal(apply(clean, fill, params).fill, fill[::-1])
+
+
+def test_eq1_holds_on_written_members(demo_dir: Path, demo_spec) -> None:
+    patterns = set()
+    for shard in range(demo_spec.shard_count):
+        for raw in iter_shard_samples(demo_dir / demo_spec.shard_name(shard)):
+            target = decode_png(raw["target.png"]).astype(np.float64)
+            fill = decode_png(raw["fill.png"]).astype(np.float64)
+            alpha = decode_png(raw["soft_mask.png"], grey=True).astype(np.float64)[..., None] / 255.0
+            expected = target * (1 - alpha) + fill * alpha
+            # α is stored in 8 bits (≤ 0.5/255 off, times |O − N| ≤ 255) and I is rounded: within one level.
+            assert np.abs(decode_png(raw["input.png"]) - expected).max() <= 1.0 + 1e-9
+            mask = decode_png(raw["mask.png"], grey=True)
+            assert set(np.unique(mask)) <= {0, 255} and (alpha[..., 0][mask == 255] == 1).all()
+            patterns.add(json.loads(raw["json"])["pattern"])
+    assert patterns == set(PATTERN_DEFAULT_MASK)
+
+
+def test_bad_recipes_are_one_line_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown corruption pattern 'rael'; did you mean 'real'"):
+        Recipe("rael")
+    with pytest.raises(ValueError, match="did you mean"):
+        Recipe("real", mask="vnc")
+    with pytest.raises(ConfigError, match="unknown recipe key 'colour_space'"):
+        Recipe.from_dict({"pattern": "real", "colour_space": "rgb"})
+    with pytest.raises(ConfigError, match="soft_probability"):
+        Recipe("real", soft_probability=2.0)
+    with pytest.raises(ConfigError, match="needs fill images"):
+        sample_params(np.random.default_rng(0), Recipe("paste"), 64, fill_count=0)

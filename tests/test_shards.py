@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+import blindbench.shards as shards
+from blindbench.errors import BlindbenchError, ShardError
+from blindbench.imageio import sha256_file
+from blindbench.loader import shard_dataset
+from blindbench.shards import committed_lock_path, generate_set, verify_set
+
+
+def _hashes(folder: Path, spec) -> list[str]:
+    return [sha256_file(folder / spec.shard_name(i)) for i in range(spec.shard_count)]
+
+
+def test_committed_demo_lock_verifies(demo_dir: Path, demo_spec) -> None:
+    report = verify_set(demo_spec, demo_dir)
+    assert report.lock_path == committed_lock_path("photos-demo")
+    assert report.ok, report.problems
+    assert report.checked == demo_spec.shard_count
+
+
+def test_same_bytes_for_one_worker_and_on_rerun(demo_dir: Path, demo_spec, tmp_path: Path) -> None:
+    single = generate_set(demo_spec, tmp_path / "one", workers=1, progress=False)
+    assert _hashes(tmp_path / "one", demo_spec) == _hashes(demo_dir, demo_spec)
+    rerun = generate_set(demo_spec, tmp_path / "one", workers=1, progress=False)
+    assert (rerun.written, rerun.kept) == (0, demo_spec.shard_count)
+    assert rerun.lock["shards"] == single.lock["shards"]
+
+
+def test_resume_rewrites_only_missing_or_bad_shards(demo_dir: Path, demo_spec, tmp_path: Path) -> None:
+    folder = tmp_path / "resume"
+    shutil.copytree(demo_dir, folder)
+    (folder / demo_spec.shard_name(1)).unlink()
+    (folder / f".{demo_spec.shard_name(2)}.partial").write_bytes(b"half a shard")
+    with open(folder / demo_spec.shard_name(0), "r+b") as handle:  # bytes no longer match the sidecar
+        handle.seek(1000)
+        handle.write(b"\x00" * 16)
+    report = generate_set(demo_spec, folder, workers=1, progress=False)
+    assert (report.written, report.kept) == (2, 1)
+    assert not list(folder.glob(".*partial"))
+    assert _hashes(folder, demo_spec) == _hashes(demo_dir, demo_spec)
+
+
+def test_killed_run_leaves_nothing_half_written(demo_spec, photos_corpus, tmp_path: Path, monkeypatch) -> None:
+    calls = {"n": 0}
+    real = shards.encode_sample
+
+    def dying(sample):
+        calls["n"] += 1
+        if calls["n"] > demo_spec.samples_per_shard + 3:  # die inside the second shard
+            raise KeyboardInterrupt
+        return real(sample)
+
+    monkeypatch.setattr(shards, "encode_sample", dying)
+    folder = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        generate_set(demo_spec, folder, workers=1, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == [demo_spec.shard_name(0), demo_spec.shard_name(0) + ".sha256"]
+    monkeypatch.setattr(shards, "encode_sample", real)
+    report = generate_set(demo_spec, folder, workers=1, progress=False)
+    assert (report.written, report.kept) == (demo_spec.shard_count - 1, 1)
+    assert verify_set(demo_spec, folder).ok
+
+
+def test_altered_and_truncated_shards_are_reported(demo_dir: Path, demo_spec, tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    shutil.copytree(demo_dir, folder)
+    first, second = folder / demo_spec.shard_name(0), folder / demo_spec.shard_name(1)
+    data = bytearray(first.read_bytes())
+    data[5000] ^= 0xFF
+    first.write_bytes(bytes(data))
+    second.write_bytes(second.read_bytes()[:100_000])
+    report = verify_set(demo_spec, folder)
+    assert not report.ok
+    assert any("000000.tar does not match its lock sha256 (altered)" in p for p in report.problems)
+    assert any("000001.tar is 100000 bytes" in p and "truncated" in p for p in report.problems)
+    with pytest.raises(ShardError, match="truncated or corrupt shard"):
+        list(shard_dataset([str(second)]))
+
+
+def test_lock_from_another_manifest_is_reported(demo_dir: Path, demo_spec) -> None:
+    other = dataclasses.replace(demo_spec, seed=demo_spec.seed + 1, sha256="0" * 64)
+    report = verify_set(other, demo_dir)
+    assert any("different manifest" in p for p in report.problems)
+
+
+def test_missing_lock_and_unwritable_output_are_errors(demo_spec, tmp_path: Path) -> None:
+    with pytest.raises(ShardError, match="no lock for set"):
+        verify_set(demo_spec, tmp_path, lock_path=tmp_path / "none.lock.json")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BlindbenchError, match="output folder not writable: .*file/sub"):
+        generate_set(demo_spec, blocker / "sub", workers=1, progress=False)
