@@ -29,8 +29,11 @@ class CorpusBuildConfig:
     name: str = _option("photos", "corpus name (folder under <data>/corpora)")
     clean: str = _option("", "folder of clean images (recursive); omit for the embedded photos corpus")
     fill: str = _option("", "folder of fill images (recursive), a different source than --clean")
-    mode: str = _option("tiles", "tiles (multi-scale crops + texture filter) or center (short side to --crop)",
-                        choices=("tiles", "center"))
+    mode: str = _option(
+        "tiles",
+        "tiles (multi-scale crops + texture filter) or center (short side to --crop)",
+        choices=("tiles", "center"),
+    )
     crop: int = _option(256, "crop side in pixels")
     test_every: int = _option(5, "every N-th source (sorted) is a test source; 1 = all test")
     workers: int = _option(-1, "parallel workers (-1: all cores)")
@@ -53,8 +56,9 @@ class VerifyConfig:
 
     set: str = _option("photos-demo", "set name or manifest path")
     out: str = _option("", "folder holding the shards (default <data>/sets/<name>)")
-    lock: str = _option("", "lock file to check against (default: committed manifests/<name>.lock.json, else "
-                        "the one beside the shards)")
+    lock: str = _option(
+        "", "lock file to check against (default: committed manifests/<name>.lock.json, else the one beside the shards)"
+    )
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type) -> None:
         if hints[f.name] is bool:
             parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, type=hints[f.name], default=f.default, help=help_text,
-                                choices=f.metadata.get("choices"))
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                type=hints[f.name],
+                default=f.default,
+                help=help_text,
+                choices=f.metadata.get("choices"),
+            )
 
 
 def config_from_args(config: type, args: argparse.Namespace):
@@ -110,8 +120,10 @@ def run_corpus_build(cfg: CorpusBuildConfig) -> None:
 def _corpus_summary(manifest: dict) -> str:
     counts = ", ".join(f"{key} {info['count']}" for key, info in manifest["arrays"].items())
     sources = Counter((s["role"], s["split"]) for s in manifest["sources"])
-    lines = [f"corpus {manifest['name']}: {len(manifest['sources'])} sources "
-             f"({', '.join(f'{r}-{s} {n}' for (r, s), n in sorted(sources.items()))}); crops: {counts}"]
+    lines = [
+        f"corpus {manifest['name']}: {len(manifest['sources'])} sources "
+        f"({', '.join(f'{r}-{s} {n}' for (r, s), n in sorted(sources.items()))}); crops: {counts}"
+    ]
     if manifest["problems"]:
         lines.append(f"  {len(manifest['problems'])} sources gave no crops: " + "; ".join(manifest["problems"][:5]))
     return "\n".join(lines)
@@ -124,8 +136,10 @@ def run_generate(cfg: GenerateConfig) -> None:
     spec = load_set(cfg.set)
     report = generate_set(spec, cfg.out or None, workers=cfg.workers, backend=cfg.backend)
     total = sum(e["bytes"] for e in report.lock["shards"])
-    print(f"set {spec.name}: {spec.count} samples in {spec.shard_count} shards ({total / 2**20:.1f} MiB) at "
-          f"{report.out_dir}; {report.written} written, {report.kept} kept from an earlier run")
+    print(
+        f"set {spec.name}: {spec.count} samples in {spec.shard_count} shards ({total / 2**20:.1f} MiB) at "
+        f"{report.out_dir}; {report.written} written, {report.kept} kept from an earlier run"
+    )
 
 
 def run_verify(cfg: VerifyConfig) -> None:
@@ -156,10 +170,16 @@ def run_sheet(cfg: SheetConfig) -> Path:
             pattern = json.loads(raw["json"])["pattern"]
             if wanted.get(pattern, 0) > 0:
                 wanted[pattern] -= 1
-                rows.append({"pattern": pattern, "input": decode_png(raw["input.png"]),
-                             "mask": decode_png(raw["mask.png"], grey=True),
-                             "soft_mask": decode_png(raw["soft_mask.png"], grey=True),
-                             "fill": decode_png(raw["fill.png"]), "target": decode_png(raw["target.png"])})
+                rows.append(
+                    {
+                        "pattern": pattern,
+                        "input": decode_png(raw["input.png"]),
+                        "mask": decode_png(raw["mask.png"], grey=True),
+                        "soft_mask": decode_png(raw["soft_mask.png"], grey=True),
+                        "fill": decode_png(raw["fill.png"]),
+                        "target": decode_png(raw["target.png"]),
+                    }
+                )
         if not any(wanted.values()):
             break
     order = {r.name: i for i, r in enumerate(spec.recipes)}
@@ -215,7 +235,9 @@ COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blindbench", description="Blind image inpainting toolkit (VCN and baselines).")
+    parser = argparse.ArgumentParser(
+        prog="blindbench", description="Blind image inpainting toolkit (VCN and baselines)."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     for words, (config, _) in COMMANDS.items():

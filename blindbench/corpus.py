@@ -54,32 +54,94 @@ class Source:
 
 # Debian packages that `make demo` / `make test` install; a missing file names its package.
 _DEBIAN = {
-    "mate-backgrounds": ("/usr/share/backgrounds/mate/nature", [
-        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
-        "TwoWings", "Wood", "YellowFlower"]),
-    "lomiri-wallpapers-16.04": ("/usr/share/backgrounds", [
-        "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace", "Picture_1A_by_freespace",
-        "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi", "analogpattern_by_Peter_Nerlich",
-        "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi", "greentock_by_Peter_Nerlich",
-        "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi", "seeding_by_Clements_Engelhardt",
-        "sunset_by_Aitzol_Berasategi"]),
+    "mate-backgrounds": (
+        "/usr/share/backgrounds/mate/nature",
+        [
+            "Aqua",
+            "Blinds",
+            "Dune",
+            "FreshFlower",
+            "Garden",
+            "GreenMeadow",
+            "LadyBird",
+            "RainDrops",
+            "Storm",
+            "TwoWings",
+            "Wood",
+            "YellowFlower",
+        ],
+    ),
+    "lomiri-wallpapers-16.04": (
+        "/usr/share/backgrounds",
+        [
+            "Bridge_by_Sander_Klootwijk",
+            "Dragonfly_by_Bolly",
+            "Picture_0B_by_freespace",
+            "Picture_1A_by_freespace",
+            "Wine_by_Jakkub_Mede",
+            "aitzgorri_by_Aitzol_Berasategi",
+            "analogpattern_by_Peter_Nerlich",
+            "free_by_Peter_Nerlich",
+            "friends_by_Aitzol_Berasategi",
+            "greentock_by_Peter_Nerlich",
+            "life_by_Aitzol_Berasategi",
+            "picosdeeuropa_by_Aitzol_Berasategi",
+            "seeding_by_Clements_Engelhardt",
+            "sunset_by_Aitzol_Berasategi",
+        ],
+    ),
     "lomiri-wallpapers-20.04": ("/usr/share/backgrounds", ["Kleiber_by_Lukas_Baubkus"]),
 }
-_PLASMA = ["BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "Kite",
-           "OneStandsOut", "Path", "Volna", "summer_1am"]
+_PLASMA = [
+    "BytheWater",
+    "ColdRipple",
+    "ColorfulCups",
+    "DarkestHour",
+    "EveningGlow",
+    "FallenLeaf",
+    "Grey",
+    "Kite",
+    "OneStandsOut",
+    "Path",
+    "Volna",
+    "summer_1am",
+]
 _OPENCV_DATA = "/usr/share/doc/opencv-doc/examples/data"
 _OPENCV_FILL = [
-    "apple.jpg", "baboon.jpg", "basketball1.png", "building.jpg", "butterfly.jpg", "chicky_512.png",
-    "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg",
-    "squirrel_cls.jpg", "smarties.png", "aero1.jpg", "aloeL.jpg", "box_in_scene.png", "rubberwhale1.png",
-    "../hfs/data/000.jpg", "../hfs/data/001.jpg", "../hfs/data/002.jpg"]
+    "apple.jpg",
+    "baboon.jpg",
+    "basketball1.png",
+    "building.jpg",
+    "butterfly.jpg",
+    "chicky_512.png",
+    "ela_original.jpg",
+    "fruits.jpg",
+    "graf1.png",
+    "home.jpg",
+    "leuvenA.jpg",
+    "messi5.jpg",
+    "orange.jpg",
+    "squirrel_cls.jpg",
+    "smarties.png",
+    "aero1.jpg",
+    "aloeL.jpg",
+    "box_in_scene.png",
+    "rubberwhale1.png",
+    "../hfs/data/000.jpg",
+    "../hfs/data/001.jpg",
+    "../hfs/data/002.jpg",
+]
 _PALAPELI = ["castle-maintenon", "cincinnati-bridge", "citrus-fruits", "european-honey-bee", "panther-chameleon-female"]
 _WHEEL_FILL = [  # (pip distribution, module whose folder holds the file, file)
-    ("scikit-image", "skimage.data", "astronaut.png"), ("scikit-image", "skimage.data", "chelsea.png"),
-    ("scikit-image", "skimage.data", "coffee.png"), ("scikit-image", "skimage.data", "rocket.jpg"),
-    ("scikit-image", "skimage.data", "motorcycle_left.png"), ("scikit-learn", "sklearn.datasets.images", "china.jpg"),
+    ("scikit-image", "skimage.data", "astronaut.png"),
+    ("scikit-image", "skimage.data", "chelsea.png"),
+    ("scikit-image", "skimage.data", "coffee.png"),
+    ("scikit-image", "skimage.data", "rocket.jpg"),
+    ("scikit-image", "skimage.data", "motorcycle_left.png"),
+    ("scikit-learn", "sklearn.datasets.images", "china.jpg"),
     ("scikit-learn", "sklearn.datasets.images", "flower.jpg"),
-    ("matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg")]
+    ("matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+]
 
 DEBIAN_PACKAGES = (*_DEBIAN, "plasma-workspace-wallpapers", "opencv-doc", "palapeli-data")
 
@@ -105,15 +167,24 @@ def embedded_sources() -> list[Source]:
         sources += [Source(f"{package}/{n}", "clean", f"debian:{package}", f"{folder}/{n}.jpg") for n in names]
     for name in _PLASMA:
         folder = f"/usr/share/wallpapers/{name}/contents/images"
-        sources.append(Source(f"plasma-workspace-wallpapers/{name}", "clean", "debian:plasma-workspace-wallpapers",
-                              _largest_file(folder)))
+        sources.append(
+            Source(
+                f"plasma-workspace-wallpapers/{name}",
+                "clean",
+                "debian:plasma-workspace-wallpapers",
+                _largest_file(folder),
+            )
+        )
     for name in _OPENCV_FILL:
         path = os.path.normpath(f"{_OPENCV_DATA}/{name}")
         stem = Path(name).stem if not name.startswith("..") else "hfs-" + Path(name).stem
         sources.append(Source(f"opencv-doc/{stem}", "fill", "debian:opencv-doc", path))
     for name in _PALAPELI:
-        sources.append(Source(f"palapeli-data/{name}", "fill", "debian:palapeli-data",
-                              f"/usr/share/palapeli/collection/{name}.jpg"))
+        sources.append(
+            Source(
+                f"palapeli-data/{name}", "fill", "debian:palapeli-data", f"/usr/share/palapeli/collection/{name}.jpg"
+            )
+        )
     for dist, module, name in _WHEEL_FILL:
         sources.append(Source(f"{dist}/{Path(name).stem}", "fill", f"pip:{dist}", f"{_module_folder(module)}/{name}"))
     return sorted(sources, key=lambda s: (s.role, s.id))
@@ -243,8 +314,9 @@ def check_sources_present(sources: Sequence[Source]) -> None:
         if not Path(source.path).is_file():
             kind, _, package = source.origin.partition(":")
             how = f"apt-get install {package}" if kind == "debian" else f"pip install {package}"
-            raise BlindbenchError(f"missing source photo {source.path} ({source.id}): install it with `{how}`"
-                                  " (make demo does this)")
+            raise BlindbenchError(
+                f"missing source photo {source.path} ({source.id}): install it with `{how}` (make demo does this)"
+            )
 
 
 class _NpyStream:
@@ -325,12 +397,23 @@ def build_corpus(
             source = result.source
             want = expected_sources.get(source.id)
             if want is not None and result.sha256 and result.sha256 != want["sha256"]:
-                raise BlindbenchError(f"source photo changed: {source.path} ({source.origin}) has sha256 "
-                                      f"{result.sha256[:12]}…, the corpus manifest expects {want['sha256'][:12]}…")
+                raise BlindbenchError(
+                    f"source photo changed: {source.path} ({source.origin}) has sha256 "
+                    f"{result.sha256[:12]}…, the corpus manifest expects {want['sha256'][:12]}…"
+                )
             split = split_of(index_in_role[source.id], config.test_every)
-            entries.append({"id": source.id, "role": source.role, "split": split, "origin": source.origin,
-                            "file": source.path, "sha256": result.sha256, "size": result.size,
-                            "crops": len(result.crops)})
+            entries.append(
+                {
+                    "id": source.id,
+                    "role": source.role,
+                    "split": split,
+                    "origin": source.origin,
+                    "file": source.path,
+                    "sha256": result.sha256,
+                    "size": result.size,
+                    "crops": len(result.crops),
+                }
+            )
             if result.problem:
                 problems.append(f"{source.id}: {result.problem}")
             if result.pixels is not None:
@@ -360,11 +443,14 @@ def _compare_manifest(built: dict, expected: dict) -> None:
     for key, want in expected["arrays"].items():
         got = built["arrays"].get(key)
         if got is None or got["count"] != want["count"]:
-            raise BlindbenchError(f"corpus {built['name']}: {key} has {got and got['count']} crops, the manifest "
-                                  f"expects {want['count']}")
+            raise BlindbenchError(
+                f"corpus {built['name']}: {key} has {got and got['count']} crops, the manifest expects {want['count']}"
+            )
         if got["sha256"] != want["sha256"]:
-            raise BlindbenchError(f"corpus {built['name']}: {key} crops differ from the committed manifest "
-                                  "(a different image decoder or resize in this OpenCV/Pillow version?)")
+            raise BlindbenchError(
+                f"corpus {built['name']}: {key} crops differ from the committed manifest "
+                "(a different image decoder or resize in this OpenCV/Pillow version?)"
+            )
 
 
 def committed_manifest_path(name: str) -> Path:
@@ -402,7 +488,9 @@ def folder_sources(clean_dir: str | os.PathLike[str], fill_dir: str | os.PathLik
 
 def is_built(name: str) -> bool:
     folder = corpus_dir(name)
-    return (folder / "corpus.json").is_file() and all((folder / f"{r}-{s}.npy").is_file() for r in ROLES for s in SPLITS)
+    return (folder / "corpus.json").is_file() and all(
+        (folder / f"{r}-{s}.npy").is_file() for r in ROLES for s in SPLITS
+    )
 
 
 class Corpus:
@@ -433,8 +521,10 @@ class Corpus:
             except (OSError, ValueError) as exc:
                 raise BlindbenchError(f"corpus file unreadable: {path} ({exc})") from None
             if len(array) != self.manifest["arrays"][key]["count"]:
-                raise BlindbenchError(f"corpus file {path} holds {len(array)} crops, its manifest says "
-                                      f"{self.manifest['arrays'][key]['count']}: rebuild the corpus")
+                raise BlindbenchError(
+                    f"corpus file {path} holds {len(array)} crops, its manifest says "
+                    f"{self.manifest['arrays'][key]['count']}: rebuild the corpus"
+                )
             self._arrays[key] = array
         return self._arrays[key]
 

@@ -140,12 +140,20 @@ def sample_params(rng: np.random.Generator, recipe: Recipe, size: int | tuple[in
     elif pattern == "noise":
         fill = {"mean": _colour(rng), "std": float(round(rng.uniform(20.0, 80.0), 3)), "seed": int(rng.integers(2**31))}
     elif pattern == "paste":
-        fill = {"index": int(rng.integers(fill_count)), "dx": int(rng.integers(-width // 2, width // 2 + 1)),
-                "dy": int(rng.integers(-height // 2, height // 2 + 1))}
+        fill = {
+            "index": int(rng.integers(fill_count)),
+            "dx": int(rng.integers(-width // 2, width // 2 + 1)),
+            "dy": int(rng.integers(-height // 2, height // 2 + 1)),
+        }
     else:  # graffiti
         fill = {"rgb": [_colour(rng), _colour(rng)], "angle": float(round(rng.uniform(0.0, 180.0), 3))}
-    return {"recipe": recipe.name, "pattern": pattern, "mask": {"generator": recipe.mask, "params": mask_params},
-            "soft": soft, "fill": fill}
+    return {
+        "recipe": recipe.name,
+        "pattern": pattern,
+        "mask": {"generator": recipe.mask, "params": mask_params},
+        "soft": soft,
+        "fill": fill,
+    }
 
 
 def render_fill(params: Mapping[str, Any], fill_image: np.ndarray | None, height: int, width: int) -> np.ndarray:
@@ -158,8 +166,13 @@ def render_fill(params: Mapping[str, Any], fill_image: np.ndarray | None, height
         if pattern == "real":
             return np.ascontiguousarray(fill_image[::-1] if fill["flip"] else fill_image)
         shift = np.float32([[1, 0, fill["dx"]], [0, 1, fill["dy"]]])  # translate; reflect keeps N continuous
-        return cv2.warpAffine(np.ascontiguousarray(fill_image), shift, (width, height), flags=cv2.INTER_NEAREST,
-                              borderMode=cv2.BORDER_REFLECT_101)
+        return cv2.warpAffine(
+            np.ascontiguousarray(fill_image),
+            shift,
+            (width, height),
+            flags=cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
     if pattern in ("colour", "text"):
         return np.broadcast_to(np.asarray(fill["rgb"], np.uint8), (height, width, 3)).copy()
     if pattern == "noise":

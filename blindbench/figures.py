@@ -12,7 +12,13 @@ import numpy as np
 from blindbench.imageio import atomic_write_bytes
 
 SHEET_COLUMNS = ("input", "mask", "soft_mask", "fill", "target")
-COLUMN_TITLES = {"input": "input I", "mask": "mask M", "soft_mask": "soft mask M̃", "fill": "fill N", "target": "target O"}
+COLUMN_TITLES = {
+    "input": "input I",
+    "mask": "mask M",
+    "soft_mask": "soft mask M̃",
+    "fill": "fill N",
+    "target": "target O",
+}
 
 
 def contact_sheet(rows: Sequence[dict], path: str | os.PathLike[str], title: str = "") -> Path:
@@ -29,14 +35,20 @@ def contact_sheet(rows: Sequence[dict], path: str | os.PathLike[str], title: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(rows), len(SHEET_COLUMNS), figsize=(2.0 * len(SHEET_COLUMNS), 2.0 * len(rows) + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(SHEET_COLUMNS), figsize=(2.0 * len(SHEET_COLUMNS), 2.0 * len(rows) + 0.4), squeeze=False
+    )
     for r, row in enumerate(rows):
         for c, column in enumerate(SHEET_COLUMNS):
             ax = axes[r][c]
             image = np.asarray(row[column])
-            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255 if image.max() > 1 else 1,
-                      interpolation="nearest")
+            ax.imshow(
+                image,
+                cmap="gray" if image.ndim == 2 else None,
+                vmin=0,
+                vmax=255 if image.max() > 1 else 1,
+                interpolation="nearest",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -108,8 +108,10 @@ def decode_sample(sample: dict) -> dict:
 
 def collate(samples: Sequence[dict]) -> dict:
     """Stack tensors, list strings."""
-    return {k: torch.stack([s[k] for s in samples]) if isinstance(samples[0][k], torch.Tensor) else [s[k] for s in samples]
-            for k in samples[0]}
+    return {
+        k: torch.stack([s[k] for s in samples]) if isinstance(samples[0][k], torch.Tensor) else [s[k] for s in samples]
+        for k in samples[0]
+    }
 
 
 def shard_dataset(

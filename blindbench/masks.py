@@ -8,9 +8,10 @@ Every generator is split in two so that corruption can be replayed from JSON:
   deterministically from the parameters.
 
 ``MASK_GENERATORS`` maps a name to a :class:`MaskGenerator` holding both halves; :func:`get_mask_generator`
-looks one up. All lengths and widths are in pixels: a preset keeps its pixel units at every image size, so a
-512×512 ``vcn`` mask has the same strokes as a 256×256 one on four times the area (its damaged fraction is
-about a quarter as large). Pass options to rescale.
+looks one up. The stroke generators copied from other papers keep their pixel units at every image size
+(``vcn`` and ``lama-*`` entirely, ``deepfill`` its brush widths; its segment length follows the diagonal), so
+a 512×512 ``vcn`` mask has the same strokes as a 256×256 one on four times the area; pass options to rescale.
+``rectangles``, ``text`` and ``graffiti`` scale with the image.
 
 This module imports only numpy, OpenCV and the standard library, so data-generation workers can use it
 without torch.
@@ -358,8 +359,11 @@ def sample_lama(rng: np.random.Generator, height: int, width: int, *, preset: st
     LaMa picks *one* source per mask: irregular strokes with probability ``1 / (1 + box_proba)``, else 1..k
     random boxes (boxes are not OR-ed with strokes). Strokes: up to 5 segments each, angles ``0.01 + k``
     radians, length ``10 + randint(max_len)``, width ``5 + randint(max_width)``. Like LaMa's dataset script,
-    masks with damaged fraction above ``max_area`` (0.5) are redrawn (LaMa's random square crop of a
-    resized photo is not reproduced: masks are drawn directly at ``height × width``).
+    masks with damaged fraction above ``max_area`` (0.5) are redrawn, keeping the 50th draw if all fail. LaMa's
+    random square crop of a resized photo is not reproduced: masks are drawn directly at ``height × width``.
+    Its generator wrapper (ramp coefficient 1) allows ``max_times + 1`` strokes and box sides up to
+    ``box_max_size`` inclusive; both quirks are kept. Box probability and sizes are LaMa's; the 0.5 area cap
+    is ``max_tamper_area`` of its dataset configs.
 
     Args:
         rng: Source of every random number.

@@ -34,8 +34,20 @@ from blindbench.corruption import Recipe, _unknown
 from blindbench.errors import ConfigError
 from blindbench.paths import manifests_dir
 
-_TOP_KEYS = {"name", "description", "seed", "count", "size", "samples_per_shard", "corpus", "clean", "fill", "recipes",
-             "clean_order", "recipe_order"}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "seed",
+    "count",
+    "size",
+    "samples_per_shard",
+    "corpus",
+    "clean",
+    "fill",
+    "recipes",
+    "clean_order",
+    "recipe_order",
+}
 _CORPUS_KEYS = {"name", "mode", "clean", "fill", "test_every", "scales", "min_std", "min_laplacian"}
 
 

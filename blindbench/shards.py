@@ -90,8 +90,14 @@ def corrupt_sample(spec: SetSpec, corpus: Corpus, index: int, clean_index: int, 
         fill_image = np.asarray(fills[fill_index])
         provenance["fill"] = corpus.provenance("fill", spec.fill_split, fill_index)
     key = sample_key(spec, index)
-    meta = {"key": key, "set": spec.name, "index": index, "pattern": params["recipe"], "params": params,
-            "provenance": provenance}
+    meta = {
+        "key": key,
+        "set": spec.name,
+        "index": index,
+        "pattern": params["recipe"],
+        "params": params,
+        "provenance": provenance,
+    }
     return Sample(key, clean, apply(clean, fill_image, params), meta)
 
 
@@ -153,14 +159,24 @@ def _existing_entry(spec: SetSpec, shard: int, out_dir: Path) -> dict | None:
     recorded = sidecar.read_text().split()[0]
     if sha256_file(final) != recorded:
         return None
-    return {"file": final.name, "sha256": recorded, "count": len(spec.shard_range(shard)), "bytes": final.stat().st_size}
+    return {
+        "file": final.name,
+        "sha256": recorded,
+        "count": len(spec.shard_range(shard)),
+        "bytes": final.stat().st_size,
+    }
 
 
 def library_versions() -> dict[str, str]:
     import PIL
 
-    return {"blindbench": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "opencv": cv2.__version__, "pillow": PIL.__version__}
+    return {
+        "blindbench": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "pillow": PIL.__version__,
+    }
 
 
 def ensure_corpus(spec: SetSpec, workers: int = -1, progress: bool = True) -> None:
@@ -172,8 +188,9 @@ def ensure_corpus(spec: SetSpec, workers: int = -1, progress: bool = True) -> No
             raise BlindbenchError(f"set {spec.name}: corpus {spec.corpus.name!r} is not built and names no folders")
         build_embedded_corpus(workers=workers, progress=progress)
     else:
-        build_corpus(folder_sources(spec.corpus.clean, spec.corpus.fill), spec.corpus.config, workers=workers,
-                     progress=progress)
+        build_corpus(
+            folder_sources(spec.corpus.clean, spec.corpus.fill), spec.corpus.config, workers=workers, progress=progress
+        )
 
 
 @dataclass
@@ -212,8 +229,10 @@ def generate_set(
     ensure_corpus(spec, workers=workers, progress=progress)
     corpus = Corpus(corpus_dir(spec.corpus.name))
     if corpus.manifest["config"]["crop"] != spec.size:
-        raise BlindbenchError(f"set {spec.name} wants {spec.size}px images, corpus {corpus.name} has "
-                              f"{corpus.manifest['config']['crop']}px crops")
+        raise BlindbenchError(
+            f"set {spec.name} wants {spec.size}px images, corpus {corpus.name} has "
+            f"{corpus.manifest['config']['crop']}px crops"
+        )
     for stale in out_dir.glob(f".{spec.name}-*.partial"):  # left by a killed run
         stale.unlink()
     entries: dict[int, dict] = {}
@@ -228,8 +247,13 @@ def generate_set(
     if todo:
         jobs = (delayed(write_shard)(spec, shard, out_dir) for shard in todo)
         results = Parallel(n_jobs=workers, backend=backend, return_as="generator")(jobs)
-        bar = tqdm(total=spec.count, initial=sum(e["count"] for e in entries.values()), unit="sample",
-                   desc=f"generate {spec.name}", disable=not progress)
+        bar = tqdm(
+            total=spec.count,
+            initial=sum(e["count"] for e in entries.values()),
+            unit="sample",
+            desc=f"generate {spec.name}",
+            disable=not progress,
+        )
         with bar:
             for shard, entry in zip(todo, results):
                 entries[shard] = entry
@@ -261,7 +285,9 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_set(spec: SetSpec, out_dir: str | os.PathLike[str] | None = None, lock_path: Path | None = None) -> VerifyReport:
+def verify_set(
+    spec: SetSpec, out_dir: str | os.PathLike[str] | None = None, lock_path: Path | None = None
+) -> VerifyReport:
     """Check every shard of ``spec`` in ``out_dir`` against a lock (committed one first, else the generated one)."""
     out_dir = Path(out_dir) if out_dir is not None else set_dir(spec.name)
     if lock_path is None:
@@ -278,8 +304,10 @@ def verify_set(spec: SetSpec, out_dir: str | os.PathLike[str] | None = None, loc
     if lock.get("manifest_sha256") != spec.sha256:
         problems.append(f"lock {lock_path.name} was made from a different manifest than {spec.path}")
     if lock.get("count") != spec.count or len(lock.get("shards", [])) != spec.shard_count:
-        problems.append(f"lock {lock_path.name} lists {lock.get('count')} samples in {len(lock.get('shards', []))} "
-                        f"shards; the manifest says {spec.count} in {spec.shard_count}")
+        problems.append(
+            f"lock {lock_path.name} lists {lock.get('count')} samples in {len(lock.get('shards', []))} "
+            f"shards; the manifest says {spec.count} in {spec.shard_count}"
+        )
     for entry in lock.get("shards", []):
         path = out_dir / entry["file"]
         if not path.is_file():

@@ -30,9 +30,13 @@ def _one_line_error(capsys, argv: list[str], pattern: str) -> None:
 
 
 def test_bad_inputs_are_one_line_errors(capsys, tmp_path: Path, demo_dir: Path) -> None:
-    _one_line_error(capsys, ["generate", "--set", "photos-dmeo"], "unknown set 'photos-dmeo'; did you mean 'photos-demo'")
+    _one_line_error(
+        capsys, ["generate", "--set", "photos-dmeo"], "unknown set 'photos-dmeo'; did you mean 'photos-demo'"
+    )
     bad = tmp_path / "bad.toml"
-    bad.write_text('name = "x"\nseed = 1\ncount = 2\ncolour = 3\n[corpus]\nname = "photos"\n[[recipes]]\npattern="real"\n')
+    bad.write_text(
+        'name = "x"\nseed = 1\ncount = 2\ncolour = 3\n[corpus]\nname = "photos"\n[[recipes]]\npattern="real"\n'
+    )
     _one_line_error(capsys, ["generate", "--set", str(bad)], "unknown key in set manifest 'colour'")
     bad.write_text('name = "x"\nseed = 1\ncount = -2\n[corpus]\nname = "photos"\n[[recipes]]\npattern="real"\n')
     _one_line_error(capsys, ["generate", "--set", str(bad)], "count must be an integer ≥ 1, got -2")

@@ -14,7 +14,10 @@ from blindbench.shards import iter_shard_samples
 
 def _images(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(3)
-    return (rng.integers(0, 256, (size, size, 3), dtype=np.uint8), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return (
+        rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+        rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+    )
 
 
 @pytest.mark.parametrize("pattern", sorted(PATTERN_DEFAULT_MASK))
@@ -39,7 +42,9 @@ def test_hard_samples_blend_with_m_itself() -> None:
     out = apply(clean, fill, params)
     assert params["soft"] is False and np.array_equal(out.soft_mask, out.mask * 255)
     damaged = out.mask == 1
-    assert np.array_equal(out.input[damaged], out.fill[damaged]) and np.array_equal(out.input[~damaged], clean[~damaged])
+    assert np.array_equal(out.input[damaged], out.fill[damaged]) and np.array_equal(
+        out.input[~damaged], clean[~damaged]
+    )
 
 
 def test_real_pattern_flips_the_fill_vertically() -> None:
