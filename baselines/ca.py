@@ -57,18 +57,20 @@ def contextual_attention(
 
     1. raw 2·rate × 2·rate patches of ``bg`` at stride ``rate`` (the patches that get pasted);
     2. ``fg``, ``bg`` and ``mask`` downsampled ×1/rate (nearest); ksize×ksize matching patches of the
-       downsampled ``bg`` at stride 1, each L2-normalised (norm clamped at ``eps``); a patch is usable only if
-       its ksize×ksize mask window holds no hole pixel;
+       downsampled ``bg`` at stride 1, each L2-normalised (norm clamped at ``eps``); each patch gets a
+       usability u = 1 − (largest mask value in its ksize×ksize window);
     3. scores = ⟨fg window, normalised bg patch⟩ for every (fg position, bg patch) pair;
     4. fuse (``fuse_k`` > 1): scores summed along diagonals of the (fg × bg) score matrix in row-major, then in
        column-major order, so neighbouring fg pixels prefer neighbouring bg patches;
-    5. softmax over the usable bg patches with ``softmax_scale`` (unusable ones get weight 0);
+    5. attention = softmax(scores · u · ``softmax_scale``) · u over the bg patches;
     6. paste: the raw patches weighted by the attention, overlap-added at stride ``rate`` (transposed
        convolution) and divided by 4 (every interior pixel is covered by 2×2 patches).
 
-    Soft masks (the MPN's M̂) are binarised at 0.5 for step 2: a pixel counts as a hole when M̂ > 0.5. With a
-    binary mask this is exactly the official rule (window mean == 0). No gradient flows through ``mask``.
-    If an image has no usable background patch at all, its output is zero.
+    With a binary mask, u is exactly the official usability (1 iff the window mean is 0, else 0). With the MPN's
+    soft M̂, u is continuous: patches that touch likely damage are down-weighted rather than cut by a threshold
+    (a threshold would switch the whole attention branch off, gradients included, whenever M̂ > 0.5
+    everywhere, as happens for an untrained MPN). ``mask`` is not detached. If u = 0 for every patch of an
+    image (M̂ = 1 everywhere), its output is zero.
 
     Args:
         fg: (B, C, H, W) features to fill (DeepFill passes the same tensor as ``fg`` and ``bg``).
@@ -109,10 +111,9 @@ def contextual_attention(
     if mask is None:
         usable = fg.new_ones(b, hs * ws, 1)
     else:
-        hole = (mask.detach() > 0.5).to(fg.dtype)
-        hole_small = F.interpolate(hole, size=(hs, ws), mode="nearest")
-        touched = F.max_pool2d(hole_small, ksize, stride=1, padding=ksize // 2)  # 1 where the window has a hole
-        usable = (touched == 0).to(fg.dtype).view(b, hs * ws, 1)  # (B, L, 1)
+        mask_small = F.interpolate(mask.to(fg.dtype), size=(hs, ws), mode="nearest")
+        worst = F.max_pool2d(mask_small, ksize, stride=1, padding=ksize // 2)  # largest mask value per window
+        usable = (1.0 - worst).clamp(0.0, 1.0).view(b, hs * ws, 1)  # (B, L, 1)
 
     # 3. scores (B, L, Lf): rows = background patches, columns = foreground positions
     scores = torch.bmm(b_cols.transpose(1, 2), f_cols)
@@ -124,11 +125,13 @@ def contextual_attention(
         scores = _diagonal_sum(scores, fuse_k)
         scores = scores.view(b, ws, hs, ws, hs).permute(0, 2, 1, 4, 3).reshape(b, hs * ws, hs * ws)
 
-    # 5. softmax over usable background patches
+    # 5. softmax over background patches weighted by their usability
     attn = torch.softmax(scores * usable * softmax_scale, dim=1) * usable  # (B, L, Lf)
 
     # 6. paste raw patches: the adjoint of unfold (= transposed conv), then undo the SAME padding
-    pasted = F.fold(torch.bmm(raw, attn), output_size=((hs + 1) * rate, (ws + 1) * rate), kernel_size=k_raw, stride=rate)
+    pasted = F.fold(
+        torch.bmm(raw, attn), output_size=((hs + 1) * rate, (ws + 1) * rate), kernel_size=k_raw, stride=rate
+    )
     return pasted[:, :, pad[2] : pad[2] + h, pad[0] : pad[0] + w] / 4.0
 
 

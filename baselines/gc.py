@@ -22,7 +22,10 @@ from baselines.ca import DeepFillGenerator, Layer
 
 
 def gated_activation(x: Tensor, activation: Callable[[Tensor], Tensor] = F.elu) -> Tensor:
-    """Split ``x`` (B, 2n, H, W) by channel into features and gates: ``activation(features) ⊙ σ(gates)`` (B, n, H, W)."""
+    """Split ``x`` (B, 2n, H, W) by channel into features and gates; return ``activation(features) ⊙ σ(gates)``.
+
+    Shapes: (B, 2n, H, W) -> (B, n, H, W).
+    """
     if x.shape[1] % 2:
         raise ValueError(f"gated activation needs an even channel count, got {x.shape[1]}")
     features, gates = x.chunk(2, dim=1)

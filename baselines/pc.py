@@ -45,7 +45,10 @@ def partial_conv_mask_update(
     dilation: int | tuple[int, int] = 1,
     eps: float = 1e-8,
 ) -> tuple[Tensor, Tensor]:
-    """Renormalisation factor and updated mask of a partial convolution (see the module docstring).
+    """Renormalisation gain and updated mask of a partial convolution (see the module docstring).
+
+    The window statistics are computed in at least float32 (outside any autocast down-cast), so ``eps`` and
+    small soft validities survive fp16 training; the returned gain is bounded by k²·C and safe to cast back.
 
     Args:
         mask: (B, 1, H, W) or (B, C, H, W) validity in [0, 1], 1 = valid.
@@ -53,17 +56,23 @@ def partial_conv_mask_update(
         eps: added to Σm before dividing.
 
     Returns:
-        ``(scale, new_mask)``, both (B, 1, H', W'): ``scale = k² / (Σm + eps)`` with Σm the window sum of the
-        channel-averaged mask, ``new_mask = max-pool`` of the channel-max mask.
+        ``(gain, new_mask)``, both (B, 1, H', W') in ``mask``'s dtype: ``new_mask`` = max-pool of the
+        channel-max mask, ``gain = k² / (Σm + eps) · new_mask`` with Σm the window sum of the channel-mean
+        mask (0 where the window holds no valid input).
     """
     kh, kw = _pair(kernel_size)
-    mean = mask.mean(dim=1, keepdim=True)
-    ones = mask.new_ones(1, 1, kh, kw)
-    window_sum = F.conv2d(mean, ones, stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation))
-    scale = (kh * kw) / (window_sum + eps)
-    peak = mask.amax(dim=1, keepdim=True)
-    new_mask = F.max_pool2d(peak, (kh, kw), stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation))
-    return scale, new_mask
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    m = mask.to(torch.promote_types(mask.dtype, torch.float32))
+    mean = m.mean(dim=1, keepdim=True)
+    if dilation == (1, 1):
+        window_sum = F.avg_pool2d(mean, (kh, kw), stride, padding, count_include_pad=True, divisor_override=1)
+    else:  # avg_pool has no dilation; unfold stays in the statistics dtype too
+        cols = F.unfold(mean, (kh, kw), dilation=dilation, padding=padding, stride=stride)
+        h_out = (mean.shape[-2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        window_sum = cols.sum(dim=1).view(mean.shape[0], 1, h_out, -1)
+    new_mask = F.max_pool2d(m.amax(dim=1, keepdim=True), (kh, kw), stride, padding, dilation)
+    gain = (kh * kw) / (window_sum + eps) * new_mask
+    return gain.to(mask.dtype), new_mask.to(mask.dtype)
 
 
 def partial_conv2d(
@@ -91,13 +100,17 @@ def partial_conv2d(
     Returns:
         ``(out, new_mask)``: (B, C_out, H', W') and (B, 1, H', W').
     """
+    _check_mask(x, mask)
+    gain, new_mask = partial_conv_mask_update(mask, weight.shape[-2:], stride, padding, dilation, eps)
+    out = F.conv2d(x * mask, weight, None, _pair(stride), _pair(padding), _pair(dilation)) * gain
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1) * new_mask
+    return out, new_mask
+
+
+def _check_mask(x: Tensor, mask: Tensor) -> None:
     if mask.ndim != 4 or mask.shape[1] not in (1, x.shape[1]) or mask.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit features of shape {tuple(x.shape)}")
-    scale, new_mask = partial_conv_mask_update(mask, weight.shape[-2:], stride, padding, dilation, eps)
-    out = F.conv2d(x * mask, weight, None, _pair(stride), _pair(padding), _pair(dilation)) * scale
-    if bias is not None:
-        out = out + bias.view(1, -1, 1, 1)
-    return out * new_mask, new_mask
 
 
 class PartialConv2d(nn.Module):
@@ -133,15 +146,14 @@ class PartialConv2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        if mask.ndim != 4 or mask.shape[1] not in (1, x.shape[1]) or mask.shape[-2:] != x.shape[-2:]:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit features of shape {tuple(x.shape)}")
+        _check_mask(x, mask)
         c = self.conv
-        scale, new_mask = partial_conv_mask_update(mask, c.kernel_size, c.stride, c.padding, c.dilation, self.eps)
+        gain, new_mask = partial_conv_mask_update(mask, c.kernel_size, c.stride, c.padding, c.dilation, self.eps)
         out = c(x * mask)  # the module call, so forward hooks fire
         if c.bias is None:
-            return out * scale * new_mask, new_mask
+            return out * gain, new_mask
         b = c.bias.view(1, -1, 1, 1)
-        return ((out - b) * scale + b) * new_mask, new_mask
+        return (out - b) * gain + b * new_mask, new_mask
 
 
 def _cat_masked(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
@@ -171,9 +183,7 @@ class PCGenerator(nn.Module):
         widths = [min(width * 2**i, 8 * width) for i in range(depth)]
         kernels = [7 if i == 0 else 5 if i < 3 else 3 for i in range(depth)]
         chans = [3, *widths]  # chans[i]: channels of encoder level i (0 = the input image)
-        self.encoder = nn.ModuleList(
-            PartialConv2d(chans[i], chans[i + 1], kernels[i], stride=2) for i in range(depth)
-        )
+        self.encoder = nn.ModuleList(PartialConv2d(chans[i], chans[i + 1], kernels[i], stride=2) for i in range(depth))
         # decoder layer j (j = depth .. 1): upsampled level j (chans[j]) + skip level j-1 -> chans[j-1]
         self.decoder = nn.ModuleList(
             PartialConv2d(chans[j] + chans[j - 1], chans[j - 1], 3) for j in range(depth, 0, -1)

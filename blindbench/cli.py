@@ -72,6 +72,14 @@ class SheetConfig:
 
 
 @dataclass(frozen=True)
+class ModelsConfig:
+    """List the registered models: parameters, the paper's count, GMACs per image."""
+
+    preset: str = _option("paper", "paper or tiny", choices=("paper", "tiny"))
+    size: int = _option(256, "image side for the GMAC count")
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """The main job on the embedded default: build the corpus, generate and verify photos-demo, draw a sheet."""
 
@@ -190,6 +198,18 @@ def run_sheet(cfg: SheetConfig) -> Path:
     return png
 
 
+def run_models(cfg: ModelsConfig) -> None:
+    from blindbench.models import model_names, summarize
+
+    print(f"| model | parameters | paper | deviation | GMAC @ {cfg.size}² | description |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name in model_names():
+        s = summarize(name, cfg.preset, cfg.size)
+        paper = f"{s.paper_params / 1e6:.2f}M" if s.paper_params and cfg.preset == "paper" else "–"
+        deviation = f"{100 * s.deviation:+.1f}%" if s.deviation is not None and cfg.preset == "paper" else "–"
+        print(f"| {name} | {s.params:,} | {paper} | {deviation} | {s.gmacs:.2f} | {s.description} |")
+
+
 def run_demo(cfg: DemoConfig) -> None:
     from blindbench.corpus import build_embedded_corpus, is_built
 
@@ -230,6 +250,7 @@ COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
     ("generate",): (GenerateConfig, run_generate),
     ("verify",): (VerifyConfig, run_verify),
     ("sheet",): (SheetConfig, run_sheet),
+    ("models",): (ModelsConfig, run_models),
     ("demo",): (DemoConfig, run_demo),
 }
 

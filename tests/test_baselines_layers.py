@@ -22,7 +22,9 @@ def _reference_contextual_attention(f, b, mask, ksize=3, rate=2, fuse_k=3, scale
         _, c, h, w = fi.shape
         hs, ws, k = h // rate, w // rate, 2 * rate
         bp = F.pad(bi, (rate // 2, rate - rate // 2, rate // 2, rate - rate // 2))
-        raw = torch.stack([bp[0, :, y * rate : y * rate + k, x * rate : x * rate + k] for y in range(hs) for x in range(ws)])
+        raw = torch.stack(
+            [bp[0, :, y * rate : y * rate + k, x * rate : x * rate + k] for y in range(hs) for x in range(ws)]
+        )
         fs, bs, ms = fi[..., ::rate, ::rate], bi[..., ::rate, ::rate], mi[..., ::rate, ::rate]
         bsp = F.pad(bs, (ksize // 2,) * 4)
         wts = torch.stack([bsp[0, :, y : y + ksize, x : x + ksize] for y in range(hs) for x in range(ws)])  # (L,C,k,k)
@@ -83,11 +85,19 @@ def test_contextual_attention_masks_do_not_mix_across_the_batch():
     assert not torch.allclose(wrong, batched[1:])
 
 
-def test_contextual_attention_soft_mask_is_binarised_at_one_half():
+def test_contextual_attention_soft_mask_weights_patches():
     f = _features(2).relu()
     mask = _box_masks()
-    soft = mask * 0.9 + 0.05  # 0.95 in the holes, 0.05 elsewhere
-    torch.testing.assert_close(contextual_attention(f, f, soft), contextual_attention(f, f, mask))
+    out = contextual_attention(f, f, mask)
+    # usability 1 - max(window): a soft mask with exactly the binary values changes nothing ...
+    torch.testing.assert_close(contextual_attention(f, f, mask.clone().requires_grad_()), out)
+    # ... a uniformly uncertain mask (M̂ = 0.6 > 0.5 everywhere) still attends (no threshold) ...
+    flat = contextual_attention(f, f, torch.full_like(mask, 0.6))
+    torch.testing.assert_close(flat, 0.4 * contextual_attention(f, f, None, softmax_scale=4.0))
+    # ... and the mask receives a gradient (M̂ is not detached)
+    soft = (mask * 0.9 + 0.05).requires_grad_()
+    contextual_attention(f, f, soft).square().sum().backward()
+    assert soft.grad is not None and soft.grad.abs().sum() > 0
 
 
 def test_contextual_attention_all_hole_gives_zeros_and_module_matches():
@@ -134,8 +144,8 @@ def test_partial_conv_hand_worked():
     out, new_mask = partial_conv2d(x, m, weight, bias)
     torch.testing.assert_close(out, torch.tensor([[[[47 / 3, 10.25, 5.25, 0.0]]]]))
     torch.testing.assert_close(new_mask, torch.tensor([[[[1.0, 0.25, 0.25, 0.0]]]]))
-    scale, _ = partial_conv_mask_update(m, 2)
-    torch.testing.assert_close(scale[..., :3], torch.tensor([[[[4 / 1.5, 16.0, 16.0]]]]))
+    gain, _ = partial_conv_mask_update(m, 2)  # k²/Σm · new mask
+    torch.testing.assert_close(gain, torch.tensor([[[[4 / 1.5, 16 * 0.25, 16 * 0.25, 0.0]]]]))
 
 
 def test_partial_conv_renormalisation_recovers_full_window_response():

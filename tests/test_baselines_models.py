@@ -59,7 +59,8 @@ def test_tiny_forward_shapes_range_and_gradients(name):
     # (M̂ is not detached). The MPN block that only feeds VCN's feature fusion is counted in the paper totals
     # but unused by the baselines; it is the only parameter set left without a gradient.
     mpn_params = dict(model.mpn.named_parameters())
-    logit_grads = torch.autograd.grad(out.mask_logits.sum(), list(mpn_params.values()), allow_unused=True, retain_graph=True
+    logit_grads = torch.autograd.grad(
+        out.mask_logits.sum(), list(mpn_params.values()), allow_unused=True, retain_graph=True
     )
     fusion_only = {n for (n, _), g in zip(mpn_params.items(), logit_grads, strict=True) if g is None}
     assert len(fusion_only) < len(mpn_params)

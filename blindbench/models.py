@@ -1,0 +1,145 @@
+"""The one model registry: a name → a constructor, with the paper's parameter counts beside ours.
+
+Every model is called as ``model(image, mask=None, beta=None)`` and returns
+``InpaintOutput(mask_logits, image)``, so nothing downstream special-cases a name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+import baselines.blind
+import vcn.model
+from blindbench.errors import ConfigError
+
+PRESETS = ("paper", "tiny")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model.
+
+    Attributes:
+        name: registry name.
+        constructor: ``f(preset, **overrides) -> nn.Module``.
+        paper_params: total parameters the paper reports (MPN included), or None where it gives none.
+        description: one line for ``blindbench models``.
+        table: the paper table the model appears in (1: comparison, 3: ablation).
+    """
+
+    name: str
+    constructor: Callable[..., nn.Module]
+    paper_params: float | None
+    description: str
+    table: int
+
+
+REGISTRY: dict[str, ModelEntry] = {
+    entry.name: entry
+    for entry in (
+        ModelEntry("vcn", vcn.model.vcn, 3.79e6, "VCN: MPN + RIN with probabilistic context normalization", 1),
+        ModelEntry("ca", baselines.blind.ca, 4.86e6, "MPN + DeepFill v1 with contextual attention", 1),
+        ModelEntry("gmc", baselines.blind.gmc, 13.7e6, "MPN + generative multi-column CNN", 1),
+        ModelEntry("pc", baselines.blind.pc, 4.69e6, "MPN + partial-convolution U-Net (validity 1 - M̂)", 1),
+        ModelEntry("gc", baselines.blind.gc, 6.06e6, "MPN + DeepFill v2 gated convolutions", 1),
+        ModelEntry("vcn-ed", vcn.model.vcn_ed, None, "ablation: plain encoder-decoder (no MPN, no PCN)", 3),
+        ModelEntry("vcn-no-mpn", vcn.model.vcn_no_mpn, None, "ablation: RIN with PCN but no mask prediction", 3),
+        ModelEntry("vcn-no-fusion", vcn.model.vcn_no_fusion, None, "ablation: no MPN-to-RIN feature fusion", 3),
+        ModelEntry("vcn-rm", vcn.model.vcn_rm, None, "ablation: RIN fed I ⊙ (1 - M̂)", 3),
+    )
+}
+
+
+def model_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, REGISTRY, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(REGISTRY)}"
+        raise ConfigError(f"unknown model {name!r}{hint}")
+    return REGISTRY[name]
+
+
+def create_model(name: str, preset: str = "paper", **overrides) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a registry name (``vcn``, ``ca``, ``gmc``, ``pc``, ``gc``, ``vcn-ed``, ...).
+        preset: ``paper`` (the paper's sizes) or ``tiny`` (a few channels: trains on CPU in seconds).
+        **overrides: constructor options (widths, ...).
+    """
+    entry = get_entry(name)
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    try:
+        return entry.constructor(preset=preset, **overrides)
+    except ValueError as exc:  # the model packages raise ValueError for bad options
+        raise ConfigError(f"model {name}: {exc}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, size: int = 256, device: str | torch.device = "meta") -> int:
+    """Multiply-accumulates of one forward pass on a (1, 3, size, size) input.
+
+    Counts convolutions (incl. transposed) and linear layers, the layers that hold nearly all the work;
+    attention matmuls, normalisation and activations are not counted. On the meta device nothing is
+    computed, only shapes, so a paper-size model costs milliseconds.
+    """
+    total = 0
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kernel = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += output.numel() * kernel
+        elif isinstance(module, nn.ConvTranspose2d):
+            kernel = module.out_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += inputs[0].numel() * kernel
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear |
+                                                                                      nn.ConvTranspose2d)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    params: int
+    paper_params: float | None
+    gmacs: float | None
+    description: str
+
+    @property
+    def deviation(self) -> float | None:
+        return None if self.paper_params is None else self.params / self.paper_params - 1.0
+
+
+def summarize(name: str, preset: str = "paper", size: int = 256) -> ModelSummary:
+    """Parameter count (on the meta device) and GMACs at ``size``² of a registered model."""
+    entry = get_entry(name)
+    with torch.device("meta"):
+        model = create_model(name, preset)
+    try:
+        gmacs = count_macs(model.eval(), size) / 1e9
+    except (NotImplementedError, RuntimeError):  # an op without a meta kernel: count on the CPU instead
+        with torch.device("cpu"):
+            gmacs = count_macs(create_model(name, preset).eval(), size, device="cpu") / 1e9
+    return ModelSummary(name, count_parameters(model), entry.paper_params, gmacs, entry.description)
