@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import tarfile
 import tempfile
 import time
@@ -19,6 +18,7 @@ import time
 import cv2
 import numpy as np
 import torch
+from common import cpu_description
 
 from blindbench.corpus import Corpus, build_embedded_corpus, is_built
 from blindbench.paths import corpus_dir
@@ -27,13 +27,7 @@ from blindbench.shards import PNG_LEVEL, _tar_member, clean_indices, corrupt_sam
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, OpenCV {cv2.__version__}"
+    return f"{cpu_description()}, OpenCV {cv2.__version__}"
 
 
 def main() -> None:

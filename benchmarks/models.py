@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import platform
 import time
 
 import torch
+from common import cpu_description
 
 from blindbench.models import create_model, model_names, summarize
 
@@ -21,13 +21,7 @@ from blindbench.models import create_model, model_names, summarize
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    model = "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    return f"{cpu_description()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def latency_ms(model: torch.nn.Module, batch: int, size: int, device: torch.device, repeats: int) -> float:
