@@ -12,8 +12,9 @@ masks and extended to soft ones by a max-pool: the new validity of a pixel is th
 valid input in its window. It is monotone, reproduces the binary rule exactly, and is what the official
 VCNet PC baseline does. Thresholding (m' = [Σm > 0]) would turn every sigmoid output valid after one layer,
 and clamp(Σm, 0, 1) saturates after a few soft pixels. With this rule the effective gain on the valid
-inputs, k² · max(m) / Σm, never exceeds k² (as in the binary case), so tiny validities are not blown up.
-Where a window holds no valid input at all, the output and the new mask are 0.
+inputs, k² · max(m) / Σm, never exceeds k² (k²·C for a C-channel mask, as NVIDIA's multi-channel ratio), so
+tiny validities are not blown up. Where a window holds no valid input at all, the output and the new mask
+are 0. The window statistics are computed in float32 even under fp16 autocast.
 
 U-Net (``depth`` levels, base width w): encoder partial convs with kernels 7, 5, 5, 3, 3, … at stride 2,
 widths w, 2w, 4w, 8w, 8w, … (capped at 8w), ReLU; decoder: nearest ×2 of features *and* mask, concatenation
@@ -64,13 +65,15 @@ def partial_conv_mask_update(
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     m = mask.to(torch.promote_types(mask.dtype, torch.float32))
     mean = m.mean(dim=1, keepdim=True)
-    if dilation == (1, 1):
+    peak = m.amax(dim=1, keepdim=True)
+    if dilation == (1, 1) and 2 * max(padding) <= min(kh, kw):
         window_sum = F.avg_pool2d(mean, (kh, kw), stride, padding, count_include_pad=True, divisor_override=1)
-    else:  # avg_pool has no dilation; unfold stays in the statistics dtype too
-        cols = F.unfold(mean, (kh, kw), dilation=dilation, padding=padding, stride=stride)
-        h_out = (mean.shape[-2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-        window_sum = cols.sum(dim=1).view(mean.shape[0], 1, h_out, -1)
-    new_mask = F.max_pool2d(m.amax(dim=1, keepdim=True), (kh, kw), stride, padding, dilation)
+        new_mask = F.max_pool2d(peak, (kh, kw), stride, padding)
+    else:  # pools take no dilation or wide padding; unfold stays in the statistics dtype too
+        h_out = (m.shape[-2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        unfold = {"kernel_size": (kh, kw), "dilation": dilation, "padding": padding, "stride": stride}
+        window_sum = F.unfold(mean, **unfold).sum(dim=1).view(m.shape[0], 1, h_out, -1)
+        new_mask = F.unfold(peak, **unfold).amax(dim=1).view(m.shape[0], 1, h_out, -1)
     gain = (kh * kw) / (window_sum + eps) * new_mask
     return gain.to(mask.dtype), new_mask.to(mask.dtype)
 

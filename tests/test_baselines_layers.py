@@ -114,7 +114,9 @@ def test_contextual_attention_gradcheck():
     mask = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
     mask[0, :, 2:4, 2:6] = 1.0
     mask[1, :, 4:8, 0:4] = 1.0
-    assert torch.autograd.gradcheck(lambda a, c: contextual_attention(a, c, mask, softmax_scale=1.0), (f, b))
+    assert torch.autograd.gradcheck(
+        lambda a, c: contextual_attention(a, c, mask, softmax_scale=1.0), (f, b), fast_mode=True
+    )
 
 
 def test_contextual_attention_bad_input():
@@ -170,6 +172,31 @@ def test_partial_conv_multichannel_mask_counts_channels():
     assert torch.equal(new_mask, torch.ones(1, 1, 3, 3))
 
 
+@pytest.mark.parametrize(
+    ("k", "stride", "padding", "dilation"), [(3, 1, 1, 1), (5, 2, 2, 1), (3, 1, 2, 2), (3, 2, 2, 2)]
+)
+def test_partial_conv_mask_update_matches_convolution_of_ones(k, stride, padding, dilation):
+    m = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    m[..., :5, :5] = 0.0
+    gain, new_mask = partial_conv_mask_update(m, k, stride, padding, dilation)
+    window = {"stride": stride, "padding": padding, "dilation": dilation}
+    window_sum = F.conv2d(m, torch.ones(1, 1, k, k, dtype=torch.float64), **window)
+    peak = F.unfold(m, k, **window).amax(dim=1).view_as(window_sum)
+    torch.testing.assert_close(new_mask, peak)
+    torch.testing.assert_close(gain, k * k / (window_sum + 1e-8) * peak)
+
+
+def test_partial_conv_half_precision_stays_finite():
+    x = torch.randn(1, 2, 9, 9).half()
+    m = torch.zeros(1, 1, 9, 9)
+    m[..., 5:, 5:] = 1e-4  # tiny soft validities next to fully invalid windows
+    m[..., 7:, 7:] = 1.0
+    w, b = torch.randn(3, 2, 7, 7).half(), torch.randn(3).half()
+    out, new_mask = partial_conv2d(x, m.half(), w, b, padding=3)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    assert new_mask[..., :2, :2].abs().sum() == 0 and out[..., :2, :2].abs().sum() == 0
+
+
 def test_partial_conv_module_matches_function():
     layer = PartialConv2d(3, 5, 5, stride=2)
     x = torch.randn(2, 3, 12, 12)
@@ -185,7 +212,9 @@ def test_partial_conv_gradcheck_and_bad_mask():
     x = torch.randn(1, 2, 5, 5, dtype=torch.float64, requires_grad=True)
     m = torch.rand(1, 1, 5, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b, c: partial_conv2d(a, b + 0.1, c, padding=1)[0], (x, m, w))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: partial_conv2d(a, b + 0.1, c, padding=1)[0], (x, m, w), fast_mode=True
+    )
     with pytest.raises(ValueError, match="does not fit"):
         PartialConv2d(2, 2)(torch.zeros(1, 2, 5, 5), torch.zeros(1, 3, 5, 5))
 

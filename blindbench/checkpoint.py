@@ -1,0 +1,150 @@
+"""Training checkpoints: atomic writes, ``weights_only`` loads, RNG capture, and a model loader for eval/inpaint.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain Python containers, so it loads with
+``torch.load(weights_only=True)``::
+
+    {"format": 1, "model_name", "preset", "step", "stage", "stage_step", "data_batches",
+     "config": dict, "model": state_dict, "critics": {name: state_dict}, "optimizers": {name: state_dict},
+     "scalers": {name: state_dict}, "rng": {"python", "numpy", "torch", "cuda"}, "bad_steps": int}
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from blindbench.errors import BlindbenchError
+
+FORMAT = 1
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA, when initialised) generator states as plain lists and tensors."""
+    version, state, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    rng: dict[str, Any] = {
+        "python": [version, list(state), gauss],
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+    }
+    return rng
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng` (CUDA states are restored only when the device count matches)."""
+    version, state, gauss = rng["python"]
+    random.setstate((version, tuple(state), gauss))
+    np_rng = rng["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": np_rng["bit_generator"],
+            "state": {"key": np_rng["key"].numpy().astype(np.uint32), "pos": np_rng["pos"]},
+            "has_gauss": np_rng["has_gauss"],
+            "gauss": np_rng["gauss"],
+        }
+    )
+    torch.set_rng_state(rng["torch"])
+    cuda = rng.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``state`` to ``path`` atomically: a temp file in the same folder, fsync, ``os.replace``.
+
+    A crash or exception at any point leaves the previous file at ``path`` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": FORMAT, **state}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; a missing or unreadable file is a one-line error."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise BlindbenchError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise BlindbenchError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise BlindbenchError(f"{path} is not a blindbench training checkpoint")
+    return state
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP and ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def load_model_from_checkpoint(
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the trained model of a checkpoint (or a run folder's ``checkpoints/last.pt``) for eval/inpaint.
+
+    Args:
+        path: checkpoint file or run folder.
+        name: expected model name; a checkpoint of another model is a one-line error.
+        map_location: where the tensors are loaded.
+
+    Returns:
+        ``(model in eval mode, meta)`` with meta = the checkpoint without the state dicts (config, step, stage).
+    """
+    from blindbench.models import create_model
+
+    state = load_checkpoint(path, map_location)
+    stored = state.get("model_name")
+    if name is not None and stored != name:
+        raise BlindbenchError(f"checkpoint {path} holds model {stored!r}, not {name!r}")
+    model = create_model(stored, state.get("preset", "paper"))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise BlindbenchError(f"checkpoint {path} does not fit model {stored!r}: {str(exc).splitlines()[0]}") from None
+    meta = {k: v for k, v in state.items() if k not in ("model", "critics", "optimizers", "scalers", "rng")}
+    return model.to(map_location).eval(), meta

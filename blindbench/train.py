@@ -1,0 +1,730 @@
+"""Training: stage 1 (MPN on BCE, inpainting net fed the ground-truth mask), stage 2 (joint, WGAN-GP), or both.
+
+Losses (SPEC §4–5), always a *sum*, images in [-1, 1]:
+
+- ``separate``: ``λ_m·BCE(F(I), M) + λ_l1·L1(G(I|M), O) + λ_sem·semantic``. The MPN and the inpainting net are
+  trained "separately" in the sense of the paper: the inpainting net sees the ground-truth mask, so the image
+  losses do not reach the MPN's mask output; both parts share one Adam step (lr 1e-4) for simplicity. (Where
+  a model fuses MPN features into the RIN, those features do receive image-loss gradients.)
+- ``joint``: ``λ_m·BCE(F(I), M) + λ_l1·L1 + λ_sem·semantic + λ_mrf·ID-MRF + λ_adv·(−D(Ô))`` with Ô = G(I|M̂),
+  M̂ not detached, so the image losses train the MPN too. Each generator step first makes ``critic_steps``
+  updates of a global and a patch WGAN-GP critic on the same batch (real O against the detached Ô).
+
+One batch is consumed per generator step, so the data position of a stage is its step count: resuming rebuilds
+the loader for the stored epoch and skips the batches already used, which makes a resumed CPU run bit-for-bit
+equal to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import json
+import os
+import time
+import tomllib
+import typing
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blindbench.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, unwrap
+from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.paths import data_root
+
+STAGES = ("separate", "joint", "all")
+DEVICES = ("auto", "cpu", "cuda")
+SOURCES = ("shards", "stream")
+
+
+def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Train a registered model (paper schedule: stage 1 separate, then joint with WGAN-GP)."""
+
+    model: str = _option("vcn", "registered model name")
+    preset: str = _option("paper", "paper or tiny", choices=("paper", "tiny"))
+    set: str = _option("photos-train", "training set name or manifest path")
+    source: str = _option("stream", "stream (corrupt on the fly, fresh each epoch) or shards", choices=SOURCES)
+    stage: str = _option("all", "separate, joint, or all (separate then joint)", choices=STAGES)
+    steps_separate: int = _option(160_000, "stage-1 iterations")
+    steps_joint: int = _option(160_000, "stage-2 iterations")
+    batch_separate: int = _option(12, "stage-1 batch size (per process)")
+    batch_joint: int = _option(4, "stage-2 batch size (per process)")
+    lr_separate: float = _option(1e-4, "stage-1 Adam learning rate")
+    lr_joint: float = _option(1e-5, "stage-2 Adam learning rate (generator and critics)")
+    beta1: float = _option(0.5, "Adam β1")
+    beta2: float = _option(0.9, "Adam β2")
+    lambda_mask: float = _option(2.0, "λ_m, weight of the mask BCE")
+    lambda_l1: float = _option(1.4, "weight of the L1 reconstruction term")
+    lambda_semantic: float = _option(1e-4, "weight of the VGG19 relu3_2 semantic term")
+    lambda_mrf: float = _option(1e-3, "weight of the ID-MRF term (joint stage)")
+    lambda_adv: float = _option(1e-3, "weight of the WGAN generator term (joint stage)")
+    lambda_gp: float = _option(10.0, "WGAN-GP gradient-penalty weight")
+    critic_steps: int = _option(5, "critic updates per generator step (joint stage)")
+    critic_width: int = _option(0, "critic base width (0: 64 for the paper preset, 8 for tiny)")
+    perceptual: bool = _option(True, "semantic and ID-MRF terms (need VGG19 weights); False turns them off")
+    vgg19: str = _option("", "torchvision vgg19 .pth file (default: $BLINDBENCH_VGG19)")
+    image_size: int = _option(0, "resize batches to this side (0: the set's size); area for images")
+    device: str = _option("auto", "auto, cpu or cuda", choices=DEVICES)
+    amp: bool = _option(True, "mixed precision on CUDA (bf16, fp16 + GradScaler where bf16 is missing)")
+    channels_last: bool = _option(False, "channels-last memory format")
+    compile: bool = _option(False, "torch.compile the model")
+    workers: int = _option(4, "DataLoader worker processes (0: load in the main process)")
+    shuffle_buffer: int = _option(256, "sample shuffle buffer for the shards source")
+    seed: int = _option(0, "seed of weights, data order and the gradient-penalty draws")
+    val_set: str = _option("photos-demo", "validation set (generated shards); empty: no validation")
+    val_every: int = _option(5000, "validate every N steps (0: never)")
+    val_batches: int = _option(8, "validation batches")
+    log_every: int = _option(50, "write scalars every N steps")
+    sample_every: int = _option(1000, "save a sample grid PNG every N steps (0: never)")
+    checkpoint_every: int = _option(1000, "save checkpoints/last.pt every N steps (and at stage ends)")
+    tensorboard: bool = _option(True, "also write TensorBoard scalars when tensorboard is installed")
+    progress: bool = _option(True, "show a tqdm progress bar")
+    max_bad_steps: int = _option(20, "stop after more than N non-finite losses in a row")
+    out: str = _option("", "run folder (default <data>/runs/<model>-<stage>)")
+    resume: str = _option("", "checkpoint or run folder to continue from")
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def plan(self) -> list[tuple[str, int]]:
+        """The stages to run with their step counts."""
+        if self.stage == "separate":
+            return [("separate", self.steps_separate)]
+        if self.stage == "joint":
+            return [("joint", self.steps_joint)]
+        return [("separate", self.steps_separate), ("joint", self.steps_joint)]
+
+    @property
+    def total_steps(self) -> int:
+        return sum(n for _, n in self.plan())
+
+
+def _validate(cfg: TrainConfig) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        kind = hints[f.name]
+        ok = isinstance(value, bool) if kind is bool else (
+            isinstance(value, int | float) and not isinstance(value, bool) if kind is float
+            else isinstance(value, kind) and not isinstance(value, bool) if kind is int
+            else isinstance(value, kind)
+        )
+        if not ok:
+            raise ConfigError(f"train option {f.name}: expected {kind.__name__}, got {value!r}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"train option {f.name}: {value!r} is not one of {', '.join(choices)}")
+        if kind in (int, float) and f.name != "seed" and value < 0:
+            raise ConfigError(f"train option {f.name} must be >= 0, got {value!r}")
+    for name in ("batch_separate", "batch_joint"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"train option {name} must be >= 1, got {getattr(cfg, name)}")
+    if not (0.0 <= cfg.beta1 < 1.0 and 0.0 <= cfg.beta2 < 1.0):
+        raise ConfigError(f"Adam betas must lie in [0, 1), got ({cfg.beta1}, {cfg.beta2})")
+    if cfg.image_size and cfg.image_size % 32:
+        raise ConfigError(f"train option image_size must be a multiple of 32 (the patch critic), got {cfg.image_size}")
+    from blindbench.models import get_entry
+
+    get_entry(cfg.model)  # unknown model: one line with a "did you mean"
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then a flat TOML file, then ``overrides`` (e.g. CLI flags); unknown keys are one-line errors."""
+    values: dict[str, Any] = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"train config not found: {path}")
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"bad train config {path}: {exc}") from None
+    values.update(overrides or {})
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            where = f" in {path}" if path else ""
+            raise ConfigError(f"unknown train option {key!r}{where}{hint}")
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in values.items():  # TOML ints are fine where floats are expected
+        if hints[key] is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+    return TrainConfig(**values)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    """The resolved config as a flat TOML file that :func:`load_config` reads back."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
+    path.write_text("# resolved blindbench train config\n" + "\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------- device
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    amp_dtype: torch.dtype | None = None  # None: full precision
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(cfg: TrainConfig) -> Runtime:
+    """Pick the device once; join a process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise BlindbenchError("device cuda requested but CUDA is not available")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if use_cuda:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    amp_dtype = None
+    if cfg.amp and use_cuda:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return Runtime(device, rank, world, local_rank, amp_dtype)
+
+
+# ------------------------------------------------------------------------------------------------------- data
+
+
+def resize_batch(batch: dict, size: int) -> dict:
+    """Resize a batch to ``size``²: area for images and the soft mask, nearest for the hard mask."""
+    if not size or batch["input"].shape[-1] == size and batch["input"].shape[-2] == size:
+        return batch
+    out = dict(batch)
+    for key in ("input", "target", "soft_mask"):
+        out[key] = F.interpolate(batch[key], size=(size, size), mode="area")
+    out["mask"] = F.interpolate(batch["mask"], size=(size, size), mode="nearest")
+    return out
+
+
+class BatchSource:
+    """Batches of a training set, ``steps_per_epoch`` per epoch on every rank, restartable at any position."""
+
+    def __init__(self, cfg: TrainConfig, batch_size: int, runtime: Runtime, epoch_offset: int = 0) -> None:
+        from blindbench.sets import load_set
+
+        self.cfg, self.batch_size, self.runtime, self.epoch_offset = cfg, batch_size, runtime, epoch_offset
+        self.spec = load_set(cfg.set)
+        workers = max(cfg.workers, 1)
+        if cfg.source == "shards":
+            from blindbench.loader import shard_urls
+
+            self.urls = shard_urls(self.spec)
+            sizes = sorted(len(self.spec.shard_range(i)) for i in range(self.spec.shard_count))
+            per_rank = sum(sizes[: self.spec.shard_count // runtime.world])  # the smallest share any rank gets
+            if per_rank == 0:
+                raise ConfigError(f"set {self.spec.name} has {self.spec.shard_count} shards, fewer than the "
+                                  f"{runtime.world} processes")
+        else:
+            per_rank = self.spec.count // runtime.world
+        usable = per_rank - (workers - 1) * (batch_size - 1) if cfg.workers > 1 else per_rank
+        self.steps_per_epoch = usable // batch_size
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"set {self.spec.name} has too few samples for batch {batch_size} per process")
+
+    def _loader(self, epoch: int) -> Iterator[dict]:
+        from torch.utils.data import DataLoader
+
+        from blindbench.loader import CorruptionStream, collate, shard_dataset
+
+        seed = self.cfg.seed
+        # an own generator: creating the iterator must not draw from the global torch RNG
+        generator = torch.Generator().manual_seed(seed * 7919 + epoch)
+        if self.cfg.source == "shards":
+            dataset = shard_dataset(self.urls, self.batch_size, seed, epoch, self.cfg.shuffle_buffer, partial=False)
+            loader = DataLoader(dataset, batch_size=None, num_workers=self.cfg.workers, generator=generator)
+        else:
+            loader = DataLoader(CorruptionStream(self.spec, epoch), batch_size=self.batch_size, collate_fn=collate,
+                                num_workers=self.cfg.workers, drop_last=True, generator=generator)
+        return iter(loader)
+
+    def batches(self, start: int = 0) -> Iterator[dict]:
+        """Endless batches from position ``start`` (batches consumed in this stage)."""
+        position = start
+        while True:
+            epoch, skip = divmod(position, self.steps_per_epoch)
+            it = self._loader(self.epoch_offset + epoch)
+            for _ in range(skip):
+                next(it)
+            for _ in range(self.steps_per_epoch - skip):
+                batch = next(it, None)
+                if batch is None:
+                    raise BlindbenchError(f"set {self.spec.name} ran out of batches in epoch {epoch}")
+                position += 1
+                yield resize_batch(batch, self.cfg.image_size)
+
+
+# ----------------------------------------------------------------------------------------------------- losses
+
+
+@dataclass
+class Critics:
+    global_critic: nn.Module
+    patch_critic: nn.Module
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"global": self.global_critic, "patch": self.patch_critic}
+
+
+def build_critics(cfg: TrainConfig, image_size: int) -> Critics:
+    from vcn.critics import GlobalCritic, PatchCritic
+
+    width = cfg.critic_width or (64 if cfg.preset == "paper" else 8)
+    return Critics(GlobalCritic(width, image_size), PatchCritic(width))
+
+
+def load_perceptual(cfg: TrainConfig) -> nn.Module | None:
+    """The VGG19 feature extractor, or None with ``perceptual=False``; missing weights are a one-line error."""
+    if not cfg.perceptual:
+        return None
+    from vcn.vgg import load_vgg19
+
+    try:
+        return load_vgg19(cfg.vgg19 or None)
+    except (FileNotFoundError, ValueError) as exc:
+        raise BlindbenchError(f"{exc} (or train with perceptual = false)") from None
+
+
+def reconstruction_losses(cfg: TrainConfig, vgg: nn.Module | None, out, batch: dict, joint: bool) -> dict[str, Tensor]:
+    """The critic-free terms, unweighted: bce (when the model predicts a mask), l1, semantic, mrf."""
+    from vcn import losses
+
+    pred, target = out.image, batch["target"]
+    terms: dict[str, Tensor] = {}
+    if out.mask_logits is not None:
+        terms["bce"] = losses.mask_bce(out.mask_logits.float(), batch["mask"])
+    terms["l1"] = losses.l1(pred.float(), target)
+    if vgg is not None:
+        terms["semantic"] = losses.semantic_loss(vgg, pred, target).float()
+        if joint:
+            terms["mrf"] = losses.id_mrf_loss(vgg, pred, target).float()
+    return terms
+
+
+def weighted_sum(cfg: TrainConfig, terms: dict[str, Tensor]) -> Tensor:
+    weights = {"bce": cfg.lambda_mask, "l1": cfg.lambda_l1, "semantic": cfg.lambda_semantic, "mrf": cfg.lambda_mrf,
+               "adv": cfg.lambda_adv}
+    return sum(weights[k] * v for k, v in terms.items())
+
+
+# ------------------------------------------------------------------------------------------------------ logging
+
+
+class Logger:
+    """Scalars to ``metrics.csv`` (long format: step, stage, name, value) and TensorBoard when installed."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+        self.path = run_dir / "metrics.csv"
+        new = not self.path.exists()
+        self.handle = self.path.open("a", newline="")
+        self.writer = csv.writer(self.handle)
+        if new:
+            self.writer.writerow(["step", "stage", "name", "value"])
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:
+                self.tb = None
+
+    def scalars(self, step: int, stage: str, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.writer.writerow([step, stage, name, f"{value:.6g}"])
+            if self.tb is not None:
+                self.tb.add_scalar(f"{stage}/{name}", value, step)
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _to_uint8(images: Tensor) -> np.ndarray:
+    """(B, C, H, W) in [0, 1] → (B, H, W, 3) uint8."""
+    images = images.detach().float().clamp(0, 1)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return (images.permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_sample_grid(path: Path, batch: dict, out, rows: int = 4) -> Path:
+    """A PNG grid, one row per sample: input | predicted mask | output | target."""
+    from blindbench.imageio import write_image
+
+    n = min(rows, batch["input"].shape[0])
+    to01 = lambda x: (x[:n] + 1.0) / 2.0  # noqa: E731
+    mask = torch.sigmoid(out.mask_logits[:n]) if out.mask_logits is not None else torch.zeros_like(batch["mask"][:n])
+    columns = [_to_uint8(to01(batch["input"])), _to_uint8(mask), _to_uint8(to01(out.image)),
+               _to_uint8(to01(batch["target"]))]
+    grid = np.concatenate([np.concatenate(list(col), axis=0) for col in columns], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, grid)
+    return path
+
+
+def _psnr(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample PSNR of [0, 1] images (fallback while blindbench.metrics is absent)."""
+    mse = (pred - target).square().flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+@torch.no_grad()
+def validate(cfg: TrainConfig, model: nn.Module, runtime: Runtime) -> dict[str, float]:
+    """Blind restoration of the first ``val_batches`` batches of ``val_set``: BCE, PSNR and SSIM on [0, 1]."""
+    from blindbench.loader import shard_dataset, shard_urls
+    from blindbench.sets import load_set
+    from vcn.losses import mask_bce
+
+    try:
+        from blindbench.metrics import psnr, ssim
+    except ImportError:
+        psnr, ssim = _psnr, None
+    spec = load_set(cfg.val_set)
+    sums: dict[str, float] = {}
+    count = 0
+    was_training = model.training
+    model.eval()
+    for i, batch in enumerate(shard_dataset(shard_urls(spec), cfg.batch_joint)):
+        if i >= cfg.val_batches:
+            break
+        batch = resize_batch(batch, cfg.image_size)
+        image = batch["input"].to(runtime.device)
+        with _autocast(runtime):
+            out = model(image)
+        pred = ((out.image.float().cpu() + 1.0) / 2.0).clamp(0, 1)
+        target = (batch["target"] + 1.0) / 2.0
+        b = image.shape[0]
+        values = {"psnr": psnr(pred, target)}
+        if ssim is not None:
+            values["ssim"] = ssim(pred, target)
+        if out.mask_logits is not None:
+            values["bce"] = mask_bce(out.mask_logits.float().cpu(), batch["mask"], reduction="none")
+        for k, v in values.items():
+            v = torch.as_tensor(v, dtype=torch.float64)
+            sums[k] = sums.get(k, 0.0) + float(v.sum() if v.ndim else v * b)
+        count += b
+    model.train(was_training)
+    return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
+
+
+# -------------------------------------------------------------------------------------------------------- loop
+
+
+def _autocast(runtime: Runtime):
+    if runtime.amp_dtype is None:
+        return nullcontext()
+    return torch.autocast(runtime.device.type, dtype=runtime.amp_dtype)
+
+
+def _finite(x: Tensor) -> bool:
+    return bool(torch.isfinite(x).all())
+
+
+def _default_out(cfg: TrainConfig) -> Path:
+    return data_root() / "runs" / f"{cfg.model}-{cfg.stage}"
+
+
+def _resolve_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
+    resume = Path(cfg.resume) if cfg.resume else None
+    if resume is not None:
+        ckpt = resume / "checkpoints" / "last.pt" if resume.is_dir() else resume
+        if not ckpt.is_file():
+            raise BlindbenchError(f"nothing to resume: {ckpt} not found")
+        run_dir = Path(cfg.out) if cfg.out else ckpt.parent.parent
+        return run_dir, ckpt
+    run_dir = Path(cfg.out) if cfg.out else _default_out(cfg)
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        raise ConfigError(f"run folder {run_dir} already holds a checkpoint; pass resume or another out")
+    return run_dir, None
+
+
+class Trainer:
+    """Holds the model, critics, optimizers and scalers of one run; :meth:`run` executes the plan."""
+
+    def __init__(self, cfg: TrainConfig, runtime: Runtime, run_dir: Path) -> None:
+        from blindbench.models import create_model
+
+        self.cfg, self.runtime, self.run_dir = cfg, runtime, run_dir
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        self.vgg = load_perceptual(cfg)
+        if self.vgg is not None:
+            self.vgg = self.vgg.to(runtime.device)
+        from blindbench.sets import load_set
+
+        self.image_size = cfg.image_size or load_set(cfg.set).size
+        self.raw_model = create_model(cfg.model, cfg.preset).to(runtime.device)
+        needs_critics = any(stage == "joint" for stage, _ in cfg.plan())
+        self.critics = build_critics(cfg, self.image_size) if needs_critics else None
+        memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+        self.raw_model.to(memory_format=memory_format)
+        if self.critics is not None:
+            for m in self.critics.modules().values():
+                m.to(runtime.device, memory_format=memory_format)
+        self.model = self._wrap(self.raw_model)
+        self.critic_global = self.critic_patch = None
+        if self.critics is not None:
+            self.critic_global = self._wrap(self.critics.global_critic, compile_it=False)
+            self.critic_patch = self._wrap(self.critics.patch_critic, compile_it=False)
+        self.memory_format = memory_format
+        self.step = 0  # global generator steps done
+        self.bad_in_row = 0
+        self.bad_total = 0
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+        self._pending: dict[str, Any] | None = None
+
+    def _wrap(self, module: nn.Module, compile_it: bool = True) -> nn.Module:
+        if self.runtime.world > 1:
+            ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            module = nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+        if self.cfg.compile and compile_it:
+            module = torch.compile(module)
+        return module
+
+    def _make_optimizers(self, stage: str) -> None:
+        cfg = self.cfg
+        lr = cfg.lr_separate if stage == "separate" else cfg.lr_joint
+        betas = (cfg.beta1, cfg.beta2)
+        self.optimizers = {"generator": torch.optim.Adam(self.raw_model.parameters(), lr=lr, betas=betas)}
+        fp16 = self.runtime.amp_dtype == torch.float16
+        self.scalers = {"generator": torch.amp.GradScaler(self.runtime.device.type, enabled=fp16)}
+        if stage == "joint":
+            params = [p for m in self.critics.modules().values() for p in m.parameters()]
+            self.optimizers["critic"] = torch.optim.Adam(params, lr=lr, betas=betas)
+            self.scalers["critic"] = torch.amp.GradScaler(self.runtime.device.type, enabled=fp16)
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def state(self, stage: str, stage_step: int) -> dict[str, Any]:
+        return {
+            "model_name": self.cfg.model,
+            "preset": self.cfg.preset,
+            "step": self.step,
+            "stage": stage,
+            "stage_step": stage_step,
+            "data_batches": stage_step,
+            "config": dataclasses.asdict(self.cfg),
+            "model": unwrap(self.raw_model).state_dict(),
+            "critics": {k: m.state_dict() for k, m in self.critics.modules().items()} if self.critics else {},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "rng": capture_rng(),
+            "bad_steps": self.bad_in_row,
+        }
+
+    def save(self, stage: str, stage_step: int) -> None:
+        if self.runtime.main:
+            save_checkpoint(self.state(stage, stage_step), self.run_dir / "checkpoints" / "last.pt")
+
+    def restore(self, path: Path) -> tuple[str, int]:
+        """Load a checkpoint; returns (stage, stage_step) of its position."""
+        state = load_checkpoint(path, self.runtime.device)
+        if state["model_name"] != self.cfg.model or state["preset"] != self.cfg.preset:
+            raise BlindbenchError(f"checkpoint {path} is for {state['model_name']} ({state['preset']}), "
+                                  f"not {self.cfg.model} ({self.cfg.preset})")
+        self.raw_model.load_state_dict(state["model"])
+        if self.critics is not None and state["critics"]:
+            for k, m in self.critics.modules().items():
+                m.load_state_dict(state["critics"][k])
+        self.step = int(state["step"])
+        self.bad_in_row = int(state.get("bad_steps", 0))
+        restore_rng(state["rng"])
+        self._pending = state
+        return state["stage"], int(state["stage_step"])
+
+    # ----------------------------------------------------------------------------------------------- steps
+
+    def _to_device(self, batch: dict) -> dict:
+        out = dict(batch)
+        for key in ("input", "target", "mask", "soft_mask"):
+            out[key] = batch[key].to(self.runtime.device, non_blocking=True).contiguous(
+                memory_format=self.memory_format)
+        return out
+
+    def _bad(self, what: str) -> dict[str, float]:
+        self.bad_in_row += 1
+        self.bad_total += 1
+        if self.bad_in_row > self.cfg.max_bad_steps:
+            raise BlindbenchError(
+                f"stopped at step {self.step}: {self.bad_in_row} non-finite losses in a row ({what}); "
+                f"the last good checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'}")
+        return {"skipped": 1.0}
+
+    def _backward_step(self, name: str, loss: Tensor) -> None:
+        opt, scaler = self.optimizers[name], self.scalers[name]
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    def train_step(self, stage: str, batch: dict) -> tuple[dict[str, float], Any]:
+        """One generator step (with its critic steps in the joint stage); returns float losses and the output."""
+        cfg = self.cfg
+        batch = self._to_device(batch)
+        joint = stage == "joint"
+        with _autocast(self.runtime):
+            out = self.model(batch["input"]) if joint else self.model(batch["input"], mask=batch["mask"])
+            terms = reconstruction_losses(cfg, self.vgg, out, batch, joint)
+            rec = weighted_sum(cfg, terms)
+        if not _finite(rec):
+            return self._bad("reconstruction"), out
+        logs: dict[str, float] = {}
+        if joint:
+            from vcn import losses
+
+            fake, real, mask = out.image, batch["target"], batch["mask"]
+            gen = torch.Generator(device=self.runtime.device).manual_seed(cfg.seed * 1_000_003 + self.step)
+            patch = self.critic_patch
+            for _ in range(cfg.critic_steps):
+                with _autocast(self.runtime):
+                    d_fake = self.critic_global(fake.detach()) + patch(fake.detach(), mask)
+                    d_real = self.critic_global(real) + patch(real, mask)
+                    gp = losses.wgan_gp_penalty(self.critic_global, real, fake, cfg.lambda_gp, generator=gen)
+                    gp = gp + losses.wgan_gp_penalty(lambda x: patch(x, mask), real, fake, cfg.lambda_gp,  # noqa: B023
+                                                     mask=mask, generator=gen)
+                    d_loss = losses.critic_loss(d_real.float(), d_fake.float()) + gp.float()
+                if not _finite(d_loss):
+                    return self._bad("critic"), out
+                self._backward_step("critic", d_loss)
+                logs["critic"] = float(d_loss.detach())
+                logs["gp"] = float(gp.detach())
+            for m in self.critics.modules().values():
+                m.requires_grad_(False)
+            with _autocast(self.runtime):
+                terms["adv"] = losses.generator_adv_loss(
+                    (self.critic_global(fake) + patch(fake, mask)).float())
+            for m in self.critics.modules().values():
+                m.requires_grad_(True)
+            total = rec + cfg.lambda_adv * terms["adv"]
+        else:
+            total = rec
+        if not _finite(total):
+            return self._bad("generator"), out
+        self._backward_step("generator", total)
+        self.bad_in_row = 0
+        logs.update({k: float(v.detach()) for k, v in terms.items()})
+        logs["loss"] = float(total.detach())
+        return logs, out
+
+    # ------------------------------------------------------------------------------------------------- run
+
+    def run(self, resume: Path | None) -> None:
+        cfg, rt = self.cfg, self.runtime
+        position: tuple[str, int] | None = self.restore(resume) if resume is not None else None
+        logger = Logger(self.run_dir, cfg.tensorboard) if rt.main else None
+        bar = None
+        if rt.main and cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.total_steps, initial=self.step, desc=cfg.model, dynamic_ncols=True)
+        try:
+            done_before = 0
+            for index, (stage, steps) in enumerate(cfg.plan()):
+                if self.step >= done_before + steps:
+                    done_before += steps
+                    continue
+                start = self.step - done_before
+                self._make_optimizers(stage)
+                pending = self._pending
+                if pending is not None and position is not None and position[0] == stage and position[1] == start:
+                    for k, o in self.optimizers.items():
+                        if k in pending["optimizers"]:
+                            o.load_state_dict(pending["optimizers"][k])
+                    for k, s in self.scalers.items():
+                        if k in pending["scalers"]:
+                            s.load_state_dict(pending["scalers"][k])
+                self._pending = None
+                batch_size = cfg.batch_separate if stage == "separate" else cfg.batch_joint
+                source = BatchSource(cfg, batch_size, rt, epoch_offset=1000 * index)
+                self.raw_model.train()
+                data = source.batches(start)
+                tic = time.perf_counter()
+                for stage_step in range(start, steps):
+                    batch = next(data)
+                    logs, out = self.train_step(stage, batch)
+                    self.step += 1
+                    now = time.perf_counter()
+                    logs["images_per_s"] = batch_size * rt.world / max(now - tic, 1e-9)
+                    tic = now
+                    self._periodic(stage, stage_step + 1, steps, logs, batch, out, logger, bar)
+                done_before += steps
+        finally:
+            if bar is not None:
+                bar.close()
+            if logger is not None:
+                logger.close()
+
+    def _periodic(self, stage: str, stage_step: int, steps: int, logs: dict[str, float], batch: dict, out,
+                  logger: Logger | None, bar) -> None:
+        cfg, step = self.cfg, self.step
+        if bar is not None:
+            bar.update(1)
+            shown = {k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "bce", "l1", "critic", "images_per_s")}
+            bar.set_postfix(stage=stage, **shown, refresh=False)
+        if logger is not None and (step % max(cfg.log_every, 1) == 0 or stage_step == steps):
+            logger.scalars(step, stage, {**logs, "bad_total": float(self.bad_total)})
+        if self.runtime.main and cfg.sample_every and step % cfg.sample_every == 0:
+            with torch.no_grad():
+                save_sample_grid(self.run_dir / "samples" / f"{stage}-{step:07d}.png", batch,
+                                 type(out)(*(None if t is None else t.detach().float().cpu() for t in out)))
+        if cfg.val_set and cfg.val_every and step % cfg.val_every == 0 and self.runtime.main:
+            values = validate(cfg, self.model, self.runtime)
+            if logger is not None:
+                logger.scalars(step, stage, values)
+        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or stage_step == steps:
+            self.save(stage, stage_step)
+
+
+def run_train(cfg: TrainConfig) -> Path:
+    """Train as ``cfg`` says; returns the run folder (config.toml, metrics.csv, checkpoints/, samples/)."""
+    run_dir, resume = _resolve_run_dir(cfg)
+    runtime = setup_runtime(cfg)
+    try:
+        if runtime.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.toml")
+        trainer = Trainer(cfg, runtime, run_dir)
+        trainer.run(resume)
+    finally:
+        if runtime.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return run_dir

@@ -1,0 +1,190 @@
+"""Training loop: every model trains, joint gradients reach the MPN, exact resume, NaN guard, atomic checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from blindbench import checkpoint as ckpt_module
+from blindbench import train
+from blindbench.checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
+from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.models import model_names
+from blindbench.train import TrainConfig, Trainer, load_config, run_train, setup_runtime
+
+
+def tiny_config(out: Path, **overrides) -> TrainConfig:
+    values = dict(
+        model="vcn", preset="tiny", set="photos-demo", source="shards", stage="all", steps_separate=1, steps_joint=2,
+        batch_separate=2, batch_joint=2, perceptual=False, critic_steps=1, image_size=32, device="cpu", workers=0,
+        shuffle_buffer=8, val_set="", sample_every=0, checkpoint_every=0, tensorboard=False, progress=False,
+        log_every=1, out=str(out),
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _params(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_three_steps_every_model(name: str, demo_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config(tmp_path / "run", model=name)
+    from blindbench.models import create_model
+
+    torch.manual_seed(cfg.seed)
+    initial = create_model(name, "tiny").state_dict()
+    run_dir = run_train(cfg)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["step"] == 3 and state["stage"] == "joint"
+    changed = [k for k, v in state["model"].items() if v.is_floating_point() and not torch.equal(v, initial[k])]
+    assert changed, "no parameter changed"
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    losses = [float(r.split(",")[3]) for r in rows[1:] if r.split(",")[2] in ("loss", "l1", "bce", "critic")]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    assert any(",joint,critic," in r for r in rows) and any(",separate,l1," in r for r in rows)
+    assert (run_dir / "config.toml").is_file()
+
+
+def test_joint_image_losses_reach_the_mpn(demo_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", stage="joint", lambda_mask=0.0, lambda_adv=0.0, critic_steps=1)
+    trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "run")
+    trainer._make_optimizers("joint")
+    batch = next(train.BatchSource(cfg, 2, trainer.runtime).batches())
+    out = trainer.model(batch["input"])
+    terms = train.reconstruction_losses(cfg, None, out, batch, joint=True)
+    train.weighted_sum(cfg, terms).backward()  # bce weighted by λ_m = 0: only the image losses
+    grads = [p.grad for p in trainer.raw_model.mpn.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_separate_stage_feeds_the_true_mask(demo_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    cfg = tiny_config(tmp_path / "run", stage="separate", steps_separate=1)
+    trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "run")
+    trainer._make_optimizers("separate")
+    seen = {}
+    forward = trainer.model.forward
+
+    def spy(image, mask=None, beta=None):
+        seen["mask"] = mask
+        return forward(image, mask=mask, beta=beta)
+
+    monkeypatch.setattr(trainer, "model", spy)
+    batch = next(train.BatchSource(cfg, 2, trainer.runtime).batches())
+    logs, _ = trainer.train_step("separate", batch)
+    assert torch.equal(seen["mask"], batch["mask"]) and "adv" not in logs and "critic" not in logs
+
+
+def test_resume_is_bit_exact(demo_dir: Path, tmp_path: Path) -> None:
+    full = run_train(tiny_config(tmp_path / "full", stage="all", steps_separate=2, steps_joint=4))
+    half = run_train(tiny_config(tmp_path / "half", stage="all", steps_separate=2, steps_joint=1))
+    assert load_checkpoint(half)["step"] == 3
+    resumed = run_train(tiny_config(tmp_path / "half", stage="all", steps_separate=2, steps_joint=4,
+                                    resume=str(half)))
+    a, b = load_checkpoint(full), load_checkpoint(resumed)
+    assert a["step"] == b["step"] == 6
+    for key in ("model",):
+        for name, value in a[key].items():
+            assert torch.equal(value, b[key][name]), name
+    for critic in a["critics"]:
+        for name, value in a["critics"][critic].items():
+            assert torch.equal(value, b["critics"][critic][name]), name
+
+
+def test_nan_step_is_skipped(demo_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", stage="joint")
+    trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "run")
+    trainer._make_optimizers("joint")
+    batch = next(train.BatchSource(cfg, 2, trainer.runtime).batches())
+    batch = {**batch, "input": batch["input"].clone()}
+    batch["input"][0, 0, 0, 0] = float("nan")
+    before = {k: v.clone() for k, v in trainer.raw_model.state_dict().items()}
+    critics = {k: v.clone() for k, v in trainer.critics.global_critic.state_dict().items()}
+    logs, _ = trainer.train_step("joint", batch)
+    assert logs == {"skipped": 1.0} and trainer.bad_in_row == 1
+    assert all(torch.equal(v, trainer.raw_model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(v, trainer.critics.global_critic.state_dict()[k]) for k, v in critics.items())
+
+
+def test_too_many_bad_steps_stop_with_checkpoint_intact(demo_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    run_dir = run_train(tiny_config(tmp_path / "run", stage="separate", steps_separate=2))
+    last = run_dir / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+
+    def nan_losses(*args, **kwargs):
+        return {"l1": torch.tensor(float("nan"), requires_grad=True)}
+
+    monkeypatch.setattr(train, "reconstruction_losses", nan_losses)
+    cfg = tiny_config(tmp_path / "run", stage="separate", steps_separate=10, max_bad_steps=2, checkpoint_every=1,
+                      resume=str(run_dir))
+    with pytest.raises(BlindbenchError, match=r"3 non-finite losses in a row .*last\.pt"):
+        run_train(cfg)
+    assert last.read_bytes() == before
+
+
+def test_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'lambda_mask'"):
+        load_config(None, {"lambda_msk": 1.0})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('stage = "both"\n')
+    with pytest.raises(ConfigError, match="stage: 'both' is not one of separate, joint, all"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="steps_joint: expected int"):
+        load_config(None, {"steps_joint": "many"})
+    with pytest.raises(ConfigError, match="unknown model 'vcm'"):
+        TrainConfig(model="vcm")
+    cfg = load_config(None, {"lambda_adv": 0, "stage": "joint"})
+    assert cfg.lambda_adv == 0.0 and cfg.lr_separate == 1e-4 and (cfg.beta1, cfg.beta2) == (0.5, 0.9)
+
+
+def test_config_round_trip(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", vgg19='we"ird\\path')
+    train.save_config(cfg, tmp_path / "config.toml")
+    assert load_config(tmp_path / "config.toml") == cfg
+
+
+def test_missing_vgg_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("BLINDBENCH_VGG19", raising=False)
+    with pytest.raises(BlindbenchError, match="no VGG19 weights.*perceptual = false") as info:
+        train.load_perceptual(TrainConfig(perceptual=True))
+    assert "\n" not in str(info.value)
+
+
+def test_atomic_save_keeps_previous(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "ck" / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(3)}, "step": 1}, path)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def failing_save(obj, handle, *args, **kwargs):
+        real_save(obj, handle, *args, **kwargs)
+        handle.truncate(10)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_module.torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"model": {"w": torch.zeros(3)}, "step": 2}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # the temp file is gone
+    assert load_checkpoint(path)["step"] == 1
+
+
+def test_load_model_from_checkpoint(demo_dir: Path, tmp_path: Path) -> None:
+    run_dir = run_train(tiny_config(tmp_path / "run", stage="separate", steps_separate=1, sample_every=1,
+                                    val_set="photos-demo", val_every=1, val_batches=1))
+    model, meta = load_model_from_checkpoint(run_dir, "vcn")
+    assert meta["step"] == 1 and meta["config"]["model"] == "vcn" and not model.training
+    assert list((run_dir / "samples").glob("*.png"))
+    assert "val_psnr" in (run_dir / "metrics.csv").read_text()
+    with pytest.raises(BlindbenchError, match="holds model 'vcn', not 'gc'"):
+        load_model_from_checkpoint(run_dir, "gc")
+    with pytest.raises(BlindbenchError, match="checkpoint not found"):
+        load_model_from_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(ConfigError, match="already holds a checkpoint"):
+        run_train(dataclasses.replace(tiny_config(tmp_path / "run")))
