@@ -87,23 +87,27 @@ class DemoConfig:
     workers: int = _option(-1, "parallel workers (-1: all cores)")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config: type) -> None:
-    """One ``--flag`` per dataclass field, typed and documented from the field."""
+def add_config_arguments(parser: argparse.ArgumentParser, config: type, only_given: bool = False) -> None:
+    """One ``--flag`` per dataclass field, typed and documented from the field.
+
+    With ``only_given``, flags the user did not give stay out of the namespace, so the values of a TOML
+    file are not overwritten by defaults.
+    """
     hints = typing.get_type_hints(config)
     for f in dataclasses.fields(config):
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
-        if hints[f.name] is bool:
-            parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+        default = argparse.SUPPRESS if only_given else f.default
+        kind = hints[f.name]
+        if kind is bool:
+            action = argparse.BooleanOptionalAction
+            parser.add_argument(flag, dest=f.name, action=action, default=default, help=help_text)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, dest=f.name, type=float, nargs="+", default=default, help=help_text)
         else:
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                type=hints[f.name],
-                default=f.default,
-                help=help_text,
-                choices=f.metadata.get("choices"),
-            )
+            kind = kind if kind in (int, float, str) else str
+            choices = f.metadata.get("choices")
+            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=help_text, choices=choices)
 
 
 def config_from_args(config: type, args: argparse.Namespace):
@@ -245,6 +249,20 @@ def _print_set_summary(name: str) -> None:
         print(f"{pattern:<10} {len(areas):>7} {sum(areas) / len(areas):>18.3f}")
 
 
+def _train_config_type() -> type:
+    from blindbench.train import TrainConfig
+
+    return TrainConfig
+
+
+def run_train_command(args: argparse.Namespace) -> None:
+    from blindbench.train import load_config, run_train
+
+    overrides = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "config")}
+    run_dir = run_train(load_config(args.config, overrides))
+    print(f"run finished: {run_dir}")
+
+
 COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
     ("corpus", "build"): (CorpusBuildConfig, run_corpus_build),
     ("generate",): (GenerateConfig, run_generate),
@@ -272,15 +290,24 @@ def build_parser() -> argparse.ArgumentParser:
             target = groups[words[0]].add_parser(words[1], help=doc, description=doc)
         add_config_arguments(target, config)
         target.set_defaults(_words=words)
+    train_config = _train_config_type()
+    doc = "Train a model: two-stage (separate, then joint) as the paper; flags override --config TOML."
+    train = sub.add_parser("train", help=doc, description=doc)
+    train.add_argument("--config", default=None, help="TOML file of train options (flat keys)")
+    add_config_arguments(train, train_config, only_given=True)
+    train.set_defaults(_words=("train",))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    config_type, run = COMMANDS[args._words]
     try:
-        run(config_from_args(config_type, args))
+        if args._words == ("train",):
+            run_train_command(args)
+        else:
+            config_type, run = COMMANDS[args._words]
+            run(config_from_args(config_type, args))
     except BlindbenchError as exc:
         print(f"blindbench: error: {exc}", file=sys.stderr)
         return 2

@@ -220,7 +220,7 @@ def _levels(x: torch.Tensor, convention: str) -> torch.Tensor:
 
 def _image_chunk(x: torch.Tensor) -> int:
     """Images per step so that one step's levels stay cache-sized on CPU (and the whole batch elsewhere)."""
-    per_image = max(1, x[0].numel())
+    per_image = max(1, math.prod(x.shape[1:]))
     return max(1, _tile_elements(x.device) * 4 // per_image)
 
 

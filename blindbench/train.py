@@ -81,7 +81,7 @@ class TrainConfig:
     amp: bool = _option(True, "mixed precision on CUDA (bf16, fp16 + GradScaler where bf16 is missing)")
     channels_last: bool = _option(False, "channels-last memory format")
     compile: bool = _option(False, "torch.compile the model")
-    workers: int = _option(4, "DataLoader worker processes (0: load in the main process)")
+    workers: int = _option(min(4, os.cpu_count() or 1), "DataLoader worker processes (0: load in the main process)")
     shuffle_buffer: int = _option(256, "sample shuffle buffer for the shards source")
     seed: int = _option(0, "seed of weights, data order and the gradient-penalty draws")
     val_set: str = _option("photos-demo", "validation set (generated shards); empty: no validation")
@@ -400,23 +400,17 @@ def save_sample_grid(path: Path, batch: dict, out, rows: int = 4) -> Path:
     return path
 
 
-def _psnr(pred: Tensor, target: Tensor) -> Tensor:
-    """Per-sample PSNR of [0, 1] images (fallback while blindbench.metrics is absent)."""
-    mse = (pred - target).square().flatten(1).mean(dim=1)
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
-
-
 @torch.no_grad()
 def validate(cfg: TrainConfig, model: nn.Module, runtime: Runtime) -> dict[str, float]:
-    """Blind restoration of the first ``val_batches`` batches of ``val_set``: BCE, PSNR and SSIM on [0, 1]."""
-    from blindbench.loader import shard_dataset, shard_urls
-    from blindbench.sets import load_set
-    from vcn.losses import mask_bce
+    """Blind restoration of the first ``val_batches`` batches of ``val_set``, means over images.
 
-    try:
-        from blindbench.metrics import psnr, ssim
-    except ImportError:
-        psnr, ssim = _psnr, None
+    The official mask BCE (unweighted, from logits), PSNR and SSIM on [0, 1] images with the conventions of
+    ``blindbench.metrics``. ``model`` must be the plain module (not DDP): only the main process validates.
+    """
+    from blindbench.loader import shard_dataset, shard_urls
+    from blindbench.metrics import mask_bce_from_logits, psnr, ssim
+    from blindbench.sets import load_set
+
     spec = load_set(cfg.val_set)
     sums: dict[str, float] = {}
     count = 0
@@ -429,18 +423,15 @@ def validate(cfg: TrainConfig, model: nn.Module, runtime: Runtime) -> dict[str, 
         image = batch["input"].to(runtime.device)
         with _autocast(runtime):
             out = model(image)
-        pred = ((out.image.float().cpu() + 1.0) / 2.0).clamp(0, 1)
+        pred = ((out.image.float().cpu().nan_to_num(0.0) + 1.0) / 2.0).clamp(0, 1)  # (B, 3, H, W) in [0, 1]
         target = (batch["target"] + 1.0) / 2.0
-        b = image.shape[0]
-        values = {"psnr": psnr(pred, target)}
-        if ssim is not None:
-            values["ssim"] = ssim(pred, target)
+        values = {"psnr": psnr(pred, target), "ssim": ssim(pred, target)}
         if out.mask_logits is not None:
-            values["bce"] = mask_bce(out.mask_logits.float().cpu(), batch["mask"], reduction="none")
+            logits = out.mask_logits.float().cpu().nan_to_num(0.0, posinf=1e4, neginf=-1e4)
+            values["bce"] = mask_bce_from_logits(logits, batch["mask"])
         for k, v in values.items():
-            v = torch.as_tensor(v, dtype=torch.float64)
-            sums[k] = sums.get(k, 0.0) + float(v.sum() if v.ndim else v * b)
-        count += b
+            sums[k] = sums.get(k, 0.0) + float(v.double().sum())
+        count += image.shape[0]
     model.train(was_training)
     return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
 
@@ -455,7 +446,11 @@ def _autocast(runtime: Runtime):
 
 
 def _finite(x: Tensor) -> bool:
-    return bool(torch.isfinite(x).all())
+    """True when ``x`` is finite on every rank (all ranks then skip or step together)."""
+    flag = torch.isfinite(x.detach()).all().to(torch.int32)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag)
 
 
 def _default_out(cfg: TrainConfig) -> Path:
@@ -500,10 +495,11 @@ class Trainer:
             for m in self.critics.modules().values():
                 m.to(runtime.device, memory_format=memory_format)
         self.model = self._wrap(self.raw_model)
+        # Critics are not DDP-wrapped (DDP does not support the gradient penalty's double backward, nor several
+        # forwards per backward); their gradients are averaged over ranks by hand in _backward_step.
         self.critic_global = self.critic_patch = None
         if self.critics is not None:
-            self.critic_global = self._wrap(self.critics.global_critic, compile_it=False)
-            self.critic_patch = self._wrap(self.critics.patch_critic, compile_it=False)
+            self.critic_global, self.critic_patch = self.critics.global_critic, self.critics.patch_critic
         self.memory_format = memory_format
         self.step = 0  # global generator steps done
         self.bad_in_row = 0
@@ -593,6 +589,11 @@ class Trainer:
         opt, scaler = self.optimizers[name], self.scalers[name]
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if name == "critic" and self.runtime.world > 1:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.AVG)
         scaler.step(opt)
         scaler.update()
 
@@ -707,10 +708,11 @@ class Trainer:
                 save_sample_grid(self.run_dir / "samples" / f"{stage}-{step:07d}.png", batch,
                                  type(out)(*(None if t is None else t.detach().float().cpu() for t in out)))
         if cfg.val_set and cfg.val_every and step % cfg.val_every == 0 and self.runtime.main:
-            values = validate(cfg, self.model, self.runtime)
+            values = validate(cfg, self.raw_model, self.runtime)
             if logger is not None:
                 logger.scalars(step, stage, values)
-        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or stage_step == steps:
+        due = (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or stage_step == steps
+        if due and self.bad_in_row == 0:  # never overwrite the last good checkpoint after a skipped step
             self.save(stage, stage_step)
 
 

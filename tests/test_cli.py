@@ -9,7 +9,7 @@ import pytest
 from blindbench.cli import COMMANDS, main
 
 
-@pytest.mark.parametrize("words", sorted(COMMANDS))
+@pytest.mark.parametrize("words", [*sorted(COMMANDS), ("train",)])
 def test_every_subcommand_has_help(words: tuple[str, ...], capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*words, "--help"])
@@ -46,3 +46,10 @@ def test_bad_inputs_are_one_line_errors(capsys, tmp_path: Path, demo_dir: Path) 
     _one_line_error(capsys, ["verify", "--set", str(bad)], "bad set manifest")
     _one_line_error(capsys, ["corpus", "build", "--clean", str(tmp_path)], "give both --clean and --fill")
     _one_line_error(capsys, ["verify", "--set", "photos-demo", "--out", str(tmp_path)], "missing shard")
+
+
+def test_train_flags_override_only_what_is_given(capsys, tmp_path: Path) -> None:
+    _one_line_error(capsys, ["train", "--model", "vnc"], "unknown model 'vnc'; did you mean 'vcn'")
+    config = tmp_path / "run.toml"
+    config.write_text('model = "gc"\nlamda_mask = 1.0\n')
+    _one_line_error(capsys, ["train", "--config", str(config)], "did you mean 'lambda_mask'")

@@ -188,3 +188,14 @@ def test_load_model_from_checkpoint(demo_dir: Path, tmp_path: Path) -> None:
         load_model_from_checkpoint(tmp_path / "nope.pt")
     with pytest.raises(ConfigError, match="already holds a checkpoint"):
         run_train(dataclasses.replace(tiny_config(tmp_path / "run")))
+
+
+def test_perceptual_terms_with_a_local_vgg_file(demo_dir: Path, tmp_path: Path) -> None:
+    from vcn.vgg import VGG19Features
+
+    weights = tmp_path / "vgg19.pth"
+    torch.save(VGG19Features().state_dict(), weights)  # random weights, torchvision names: enough for the wiring
+    run_dir = run_train(tiny_config(tmp_path / "run", steps_separate=1, steps_joint=1, perceptual=True,
+                                    vgg19=str(weights)))
+    text = (run_dir / "metrics.csv").read_text()
+    assert ",separate,semantic," in text and ",joint,mrf," in text and ",separate,mrf," not in text

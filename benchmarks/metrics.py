@@ -1,0 +1,148 @@
+"""PSNR + SSIM throughput: blindbench.metrics (batched torch, CPU) against scikit-image in the same run.
+
+64 pairs of 256x256 crops of the photos bundled with scikit-image and scikit-learn, each degraded (JPEG,
+blur, noise, a pasted hole). scikit-image runs image by image on the uint8 arrays with the pinned convention
+(``peak_signal_noise_ratio(data_range=255)``, ``structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=255, channel_axis=-1)``); blindbench gets the float32 [0, 1] batch,
+rounding included in its time. Both are timed ``--repeats`` times, interleaved; the table shows the best run
+and the median (the CPU may be shared). Target: ≥ 5x faster at equal values (max |diff| ≤ 1e-5).
+Run: ``python benchmarks/metrics.py [--pairs 64] [--size 256] [--repeats 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import statistics
+import time
+
+import cv2
+import numpy as np
+import skimage
+import torch
+from PIL import Image
+from skimage import data
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from sklearn.datasets import load_sample_images
+
+from blindbench.metrics import psnr, ssim
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{model}, nproc {os.cpu_count()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"scikit-image {skimage.__version__}, Python {platform.python_version()}"
+    )
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def degrade(img: np.ndarray, index: int, rng: np.random.Generator) -> np.ndarray:
+    kind = index % 4
+    if kind == 0:
+        buffer = io.BytesIO()
+        Image.fromarray(img).save(buffer, format="JPEG", quality=int(rng.integers(10, 60)))
+        return np.array(Image.open(buffer).convert("RGB"))
+    if kind == 1:
+        return cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.8, 2.5)))
+    if kind == 2:
+        return np.clip(img + rng.normal(0.0, rng.uniform(4, 20), img.shape), 0, 255).round().astype(np.uint8)
+    out = img.copy()  # an inpainting-like hole: a box filled with a heavily blurred version of itself
+    h, w = img.shape[:2]
+    y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    y1, x1 = y0 + rng.integers(h // 8, h // 2), x0 + rng.integers(w // 8, w // 2)
+    out[y0:y1, x0:x1] = cv2.GaussianBlur(img, (0, 0), 8.0)[y0:y1, x0:x1]
+    return out
+
+
+def make_pairs(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n (clean, degraded) uint8 crops of size x size x 3, cycling through the bundled photos."""
+    photos = [getattr(data, name)() for name in PHOTOS] + list(load_sample_images().images)
+    rng = np.random.default_rng(seed)
+    clean, degraded = [], []
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        y = rng.integers(0, photo.shape[0] - size + 1)
+        x = rng.integers(0, photo.shape[1] - size + 1)
+        crop = np.ascontiguousarray(photo[y : y + size, x : x + size, :3])
+        clean.append(crop)
+        degraded.append(degrade(crop, i, rng))
+    return np.stack(clean), np.stack(degraded)
+
+
+def run_skimage(clean: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = [peak_signal_noise_ratio(c, d, data_range=255) for c, d in zip(clean, degraded)]
+    s = [
+        structural_similarity(
+            d, c, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1
+        )
+        for c, d in zip(clean, degraded)
+    ]
+    return np.array(p), np.array(s)
+
+
+def run_blindbench(clean: torch.Tensor, degraded: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    return psnr(degraded, clean).double().numpy(), ssim(degraded, clean).double().numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=64)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    clean, degraded = make_pairs(args.pairs, args.size)
+    to_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
+    clean_t, degraded_t = to_tensor(clean), to_tensor(degraded)
+    print(f"Machine: {machine()}")
+    print(f"Load average at start: {load_average()}")
+    print(f"{args.pairs} pairs of {args.size}x{args.size} RGB, {args.repeats} interleaved repeats\n")
+
+    run_blindbench(clean_t[:2], degraded_t[:2])  # warm-up
+    times: dict[str, list[float]] = {"skimage": [], "blindbench": []}
+    results = {}
+    for _ in range(args.repeats):
+        for name, fn, inputs in (
+            ("skimage", run_skimage, (clean, degraded)),
+            ("blindbench", run_blindbench, (clean_t, degraded_t)),
+        ):
+            start = time.perf_counter()
+            results[name] = fn(*inputs)
+            times[name].append(time.perf_counter() - start)
+
+    (p_ref, s_ref), (p_got, s_got) = results["skimage"], results["blindbench"]
+    psnr_diff, ssim_diff = np.abs(p_got - p_ref).max(), np.abs(s_got - s_ref).max()
+    labels = {
+        "skimage": "scikit-image, loop over uint8 images",
+        "blindbench": "blindbench.metrics, batched float32 in",
+    }
+    print("| method | best s | median s | images/s (best) | max abs diff PSNR / SSIM |")
+    print("|---|---:|---:|---:|---|")
+    for name in ("skimage", "blindbench"):
+        best, median = min(times[name]), statistics.median(times[name])
+        diff = "reference" if name == "skimage" else f"{psnr_diff:.1e} dB / {ssim_diff:.1e}"
+        print(f"| {labels[name]} | {best:.3f} | {median:.3f} | {args.pairs / best:.1f} | {diff} |")
+    ratio_best = min(times["skimage"]) / min(times["blindbench"])
+    ratio_median = statistics.median(times["skimage"]) / statistics.median(times["blindbench"])
+    print(f"\nSpeed ratio (scikit-image / blindbench): {ratio_best:.2f}x best, {ratio_median:.2f}x median (target ≥ 5x)")
+    print(f"SSIM range {s_ref.min():.4f}..{s_ref.max():.4f}, PSNR range {p_ref.min():.2f}..{p_ref.max():.2f} dB")
+    print(f"Load average at end: {load_average()}")
+    if max(psnr_diff, ssim_diff) > 1e-5:
+        raise SystemExit(f"values disagree: max |diff| PSNR {psnr_diff:.2e}, SSIM {ssim_diff:.2e} > 1e-5")
+
+
+if __name__ == "__main__":
+    main()
