@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import statistics
 import time
 
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 import skimage
 import torch
+from common import cpu_description
 from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -33,15 +33,9 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immu
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     return (
-        f"{model}, nproc {os.cpu_count()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"scikit-image {skimage.__version__}, Python {platform.python_version()}"
+        f"{cpu_description()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"scikit-image {skimage.__version__}"
     )
 
 
@@ -137,7 +131,9 @@ def main() -> None:
         print(f"| {labels[name]} | {best:.3f} | {median:.3f} | {args.pairs / best:.1f} | {diff} |")
     ratio_best = min(times["skimage"]) / min(times["blindbench"])
     ratio_median = statistics.median(times["skimage"]) / statistics.median(times["blindbench"])
-    print(f"\nSpeed ratio (scikit-image / blindbench): {ratio_best:.2f}x best, {ratio_median:.2f}x median (target ≥ 5x)")
+    print(
+        f"\nSpeed ratio (scikit-image / blindbench): {ratio_best:.2f}x best, {ratio_median:.2f}x median (target ≥ 5x)"
+    )
     print(f"SSIM range {s_ref.min():.4f}..{s_ref.max():.4f}, PSNR range {p_ref.min():.2f}..{p_ref.max():.2f} dB")
     print(f"Load average at end: {load_average()}")
     if max(psnr_diff, ssim_diff) > 1e-5:
