@@ -1,8 +1,10 @@
 """Evaluation metrics with pinned conventions (SPEC §7): PSNR and SSIM on uint8-rounded images, mask quality.
 
 Everything here is a pure function on batched torch tensors. Inputs may live on any device and have any
-floating dtype; the arithmetic runs in float64 on the input's device, and results come back as a (B,) tensor
-in the input's dtype on the input's device (one value per image, ready for per-sample CSV rows).
+floating dtype; the arithmetic runs in float64 on the input's device (float32 Gaussian filtering would be
+faster but is off by up to 1e-5 SSIM on bright flat regions), and results come back as a (B,) tensor in the
+input's dtype on the input's device, one value per image, ready for per-sample CSV rows. Inputs are never
+modified; nothing is differentiable (everything runs under ``torch.no_grad``).
 
 Image conventions (``convention=``):
 
@@ -17,9 +19,10 @@ Image conventions (``convention=``):
   computation.
 - ``"y"`` (pyiqa's ``ssim``/``psnry`` style): after rounding to RGB levels, luma Y of YIQ is formed and rounded
   again, ``Y = round((299 R + 587 G + 114 B) / 1000)`` (0.299/0.587/0.114, no 16-235 offset, round half to even,
-  computed exactly); SSIM/PSNR are then taken on that single channel with data range 255. pyiqa computes the
-  same luma from the float input in float32 before rounding, so the two can differ only where the luma lies
-  within float32 noise of a half level.
+  computed exactly); SSIM/PSNR are then taken on that single channel with data range 255. pyiqa's ``ssim``
+  computes the same luma from the float input in float32 before rounding, so the two differ only where the
+  luma lies within float32 noise of a half level; pyiqa's ``psnry`` does not round the luma at all (astronaut
+  512² vs its JPEG q20: 31.5077 dB there, 31.5029 dB here).
 
 PSNR is ``min(PSNR_CAP_DB, 10 log10(255^2 / MSE))`` with the MSE over all compared pixels and channels;
 identical images (MSE = 0) give exactly ``PSNR_CAP_DB`` = 100 dB rather than inf.
@@ -75,10 +78,14 @@ BCE_EPS = 1e-7
 
 # MSE below this floor maps to more than PSNR_CAP_DB; clamping to it keeps log10 finite.
 _PSNR_MSE_FLOOR = DATA_RANGE**2 * 10.0 ** (-PSNR_CAP_DB / 10.0)
-# Elements per filtered map per step. On CPU a step's buffers (about 12 maps of this size in float64) stay in
-# the L2 caches, which makes the shift-and-add filter about twice as fast as whole-batch tensors.
-_CPU_TILE_ELEMENTS = 1 << 15
-_DEVICE_TILE_ELEMENTS = 1 << 22
+# On CPU every SSIM/PSNR op touches fewer elements than torch's intra-op parallel grain (32768), so it runs on
+# the calling thread, in cache, with no OpenMP barrier. Measured on 2 cores (64 images of 256², SSIM): serial
+# cache-sized ops 0.38 s, 1M-element ops 0.40 s (memory-bound), cache-sized ops above the grain (2 threads)
+# 0.25 s on an idle machine but 30-100x slower once other processes compete for the cores: every one of
+# their ~20k parallel regions then waits for a descheduled OpenMP thread. Serial is the robust choice.
+_CPU_OP_ELEMENTS = 32767
+# Elements per op on other devices (GPU: few large kernels) and for the luma of the "y" convention.
+_BULK_ELEMENTS = 1 << 22
 
 
 def _gaussian_weights() -> list[float]:
@@ -89,10 +96,6 @@ def _gaussian_weights() -> list[float]:
 
 
 _WEIGHTS = _gaussian_weights()
-
-
-def _tile_elements(device: torch.device) -> int:
-    return _CPU_TILE_ELEMENTS if device.type == "cpu" else _DEVICE_TILE_ELEMENTS
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -170,6 +173,7 @@ def _raise_on_nan(values: torch.Tensor) -> None:
 # ---------------------------------------------------------------------------------------------- images
 
 
+@torch.no_grad()
 def to_uint8_levels(x: torch.Tensor) -> torch.Tensor:
     """Round a [0, 1] image to its uint8 levels, the pinned "rounded to uint8" step of SPEC §7.
 
@@ -191,6 +195,7 @@ def to_uint8_levels(x: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float64).clamp(0.0, 1.0).mul_(DATA_RANGE).round_()
 
 
+@torch.no_grad()
 def rgb_levels_to_y(levels: torch.Tensor) -> torch.Tensor:
     """Luma Y of YIQ from RGB uint8 levels, rounded to levels: ``round((299 R + 587 G + 114 B) / 1000)``.
 
@@ -218,12 +223,39 @@ def _levels(x: torch.Tensor, convention: str) -> torch.Tensor:
     return rgb_levels_to_y(lv) if convention == "y" else lv
 
 
-def _image_chunk(x: torch.Tensor) -> int:
-    """Images per step so that one step's levels stay cache-sized on CPU (and the whole batch elsewhere)."""
-    per_image = max(1, math.prod(x.shape[1:]))
-    return max(1, _tile_elements(x.device) * 4 // per_image)
+def _mean_squared_difference(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Tensor:
+    """Per-row mean of (levels(x) - levels(y))², float64.
+
+    Args:
+        x: (B, N) values: [0, 1] floats when ``unit`` (rounded to levels here), else float64 levels.
+        y: (B, N), same kind as x.
+        unit: Whether the values still need :func:`to_uint8_levels`.
+
+    Returns:
+        (B,) float64. On CPU the work goes in blocks small enough to run serially in cache (see
+        ``_CPU_OP_ELEMENTS``); elsewhere in bulk.
+    """
+    b, n = x.shape
+    per_op = _CPU_OP_ELEMENTS // 2 if x.device.type == "cpu" else _BULK_ELEMENTS
+    rows = max(1, min(b, per_op // max(1, n)))
+    cols = max(1, min(n, per_op // rows))
+    buf = torch.empty((2, rows, cols), dtype=torch.float64, device=x.device)
+    total = torch.zeros(b, dtype=torch.float64, device=x.device)
+    for i in range(0, b, rows):
+        r = min(rows, b - i)
+        for j in range(0, n, cols):
+            c = min(cols, n - j)
+            pair = buf[:, :r, :c]
+            pair[0].copy_(x[i : i + r, j : j + c])
+            pair[1].copy_(y[i : i + r, j : j + c])
+            if unit:
+                pair.clamp_(0.0, 1.0).mul_(DATA_RANGE).round_()
+            diff = pair[0].sub_(pair[1])
+            total[i : i + r] += diff.mul_(diff).sum(dim=1)
+    return total / max(1, n)
 
 
+@torch.no_grad()
 def psnr(pred: torch.Tensor, target: torch.Tensor, convention: str = "rgb") -> torch.Tensor:
     """Peak signal-to-noise ratio per image on uint8-rounded levels, data range 255.
 
@@ -244,64 +276,98 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, convention: str = "rgb") -> t
         ValueError: wrong shapes, dtypes, devices or convention, or NaN in the inputs.
     """
     _check_images(pred, target, convention, min_size=1)
-    out = torch.empty(pred.shape[0], dtype=torch.float64, device=pred.device)
-    step = _image_chunk(pred)
-    for i in range(0, pred.shape[0], step):
-        diff = _levels(pred[i : i + step], convention).sub_(_levels(target[i : i + step], convention))
-        out[i : i + step] = diff.mul_(diff).mean(dim=(1, 2, 3))
+    if convention == "rgb":  # rounded to levels inside the loop, a block at a time
+        x, y, unit = pred.flatten(1), target.flatten(1), True
+    else:
+        x, y, unit = _levels(pred, convention).flatten(1), _levels(target, convention).flatten(1), False
+    out = _mean_squared_difference(x, y, unit)
     _raise_on_nan(out)
     db = torch.log10(DATA_RANGE**2 / out.clamp_min(_PSNR_MSE_FLOOR)).mul_(10.0).clamp_max_(PSNR_CAP_DB)
     return db.to(pred.dtype)
 
 
-def _ssim_planes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _ssim_planes(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Tensor:
     """Mean SSIM map over the valid region of each plane.
 
     Args:
-        x: (P, H, W) float64 levels.
-        y: (P, H, W) float64 levels.
+        x: (P, H, W) planes: [0, 1] floats when ``unit`` (rounded to levels here), else float64 levels.
+        y: (P, H, W) planes, same kind as x.
+        unit: Whether the planes still need :func:`to_uint8_levels`.
 
     Returns:
         (P,) float64.
 
-    The four Gaussian-filtered maps (x, y, x²+y², xy) are built in one stacked buffer and filtered separably by
-    shift-and-add (11 taps horizontally, then 11 vertically, no padding: "valid"). On CPU the work is split into
-    row tiles of about ``_CPU_TILE_ELEMENTS`` per map so the buffers stay in cache; buffers are reused. The
-    arithmetic order keeps SSIM exactly 1 for identical inputs (all doublings are exact in floating point).
+    The four maps x, y, x²+y², xy of a chunk of rows share one flat buffer and are Gaussian-filtered
+    separably by shift-and-add: 11 taps along W as 11 *contiguous* shifted views of the flat buffer (the last
+    10 columns of each row then hold don't-care values that never reach the valid region), then 11 taps along
+    H over a tile of output rows, no padding ("valid"). On CPU chunks and tiles are sized to
+    ``_CPU_OP_ELEMENTS`` per op (see there); elsewhere whole planes go together. All views are built once per
+    call and buffers are reused. The arithmetic order keeps SSIM exactly 1 for identical inputs: x and y go
+    through identical ops, and every doubling is exact.
     """
     r = _SSIM_RADIUS
-    p, h, w = x.shape
+    p_total, h, w = x.shape
     hv, wv = h - 2 * r, w - 2 * r
-    budget = _tile_elements(x.device)
-    planes = max(1, min(p, budget // (h * w)))
-    rows = hv if planes > 1 else max(1, min(hv, budget // w))
+    if x.device.type == "cpu":
+        planes = max(1, min(p_total, _CPU_OP_ELEMENTS // (4 * h * w)))
+        rows_h = max(1, min(h, _CPU_OP_ELEMENTS // (4 * planes * w)))
+        rows_v = max(1, min(hv, _CPU_OP_ELEMENTS // (4 * planes * w)))
+    else:
+        planes, rows_h, rows_v = max(1, min(p_total, _BULK_ELEMENTS // (h * w))), h, hv
     opts = {"dtype": torch.float64, "device": x.device}
-    stack = torch.empty((4, planes, rows + 2 * r, w), **opts)  # x, y, x²+y², xy
-    hbuf = torch.empty((4, planes, rows + 2 * r, wv), **opts)
-    vbuf = torch.empty((4, planes, rows, wv), **opts)  # ux, uy, E[x²+y²], E[xy]
-    work = torch.empty((3, planes, rows, wv), **opts)
+    flat = torch.zeros(4 * planes * rows_h * w + 2 * r, **opts)  # x, y, x²+y², xy of a chunk; zero tail slack
+    hbuf = torch.empty((4, planes, h, w), **opts)  # filtered along W (columns >= wv: don't care)
+    vbuf = torch.empty((4, planes, rows_v, w), **opts)  # ux, uy, E[x²+y²], E[xy] for a tile of rows
+    work = torch.empty((3, planes, rows_v, w), **opts)
     c1 = (SSIM_K1 * DATA_RANGE) ** 2
     c2 = (SSIM_K2 * DATA_RANGE) ** 2
-    sums = torch.zeros(p, **opts)
-    for i in range(0, p, planes):
-        m = min(planes, p - i)
-        for r0 in range(0, hv, rows):
-            t = min(rows, hv - r0)
-            xs, ys = x[i : i + m, r0 : r0 + t + 2 * r], y[i : i + m, r0 : r0 + t + 2 * r]
-            st, hb, vb = stack[:, :m, : t + 2 * r], hbuf[:, :m, : t + 2 * r], vbuf[:, :m, :t]
-            st[0].copy_(xs)
-            st[1].copy_(ys)
-            torch.mul(xs, xs, out=st[2])
-            st[2].addcmul_(ys, ys)  # integers below 2^17: exact
-            torch.mul(xs, ys, out=st[3])
-            torch.mul(st[..., 0:wv], _WEIGHTS[0], out=hb)
+
+    def chunks(m: int) -> list[tuple]:
+        """Per chunk of rows: first row, rows, the four stacked maps, x and y together, the 11 shifted views,
+        and the destination rows in hbuf."""
+        plan = []
+        for r0 in range(0, h, rows_h):
+            n = min(rows_h, h - r0)
+            shape, stride = (4, m, n, w), (m * n * w, n * w, w, 1)
+            taps = [flat.as_strided(shape, stride, k) for k in range(SSIM_WINDOW)]
+            plan.append((r0, n, *taps[0].unbind(0), taps[0][:2], taps, hbuf[:, :m, r0 : r0 + n]))
+        return plan
+
+    def tiles(m: int) -> list[tuple]:
+        """Per tile of output rows: the 11 shifted views of hbuf, the filtered maps (stacked and one by one),
+        three work maps, and the valid columns of the first."""
+        plan = []
+        for r0 in range(0, hv, rows_v):
+            n = min(rows_v, hv - r0)
+            taps = [hbuf[:, :m, r0 + k : r0 + k + n] for k in range(SSIM_WINDOW)]
+            vb = vbuf[:, :m, :n]
+            num, den, tmp = (buf[:m, :n] for buf in work.unbind(0))
+            plan.append((taps, vb, *vb.unbind(0), num, den, tmp, num[..., :wv]))
+        return plan
+
+    plans: dict[int, tuple[list, list]] = {}
+    out = torch.empty(p_total, **opts)
+    for i in range(0, p_total, planes):
+        m = min(planes, p_total - i)
+        if m not in plans:
+            plans[m] = (chunks(m), tiles(m))
+        row_chunks, row_tiles = plans[m]
+        for r0, n, sx, sy, sxx, sxy, sx_sy, taps, hb in row_chunks:
+            sx.copy_(x[i : i + m, r0 : r0 + n])
+            sy.copy_(y[i : i + m, r0 : r0 + n])
+            if unit:
+                sx_sy.clamp_(0.0, 1.0).mul_(DATA_RANGE).round_()
+            torch.mul(sx, sx, out=sxx)
+            sxx.addcmul_(sy, sy)  # x² + y²: integers below 2^17, exact
+            torch.mul(sx, sy, out=sxy)
+            torch.mul(taps[0], _WEIGHTS[0], out=hb)
             for k in range(1, SSIM_WINDOW):
-                hb.add_(st[..., k : k + wv], alpha=_WEIGHTS[k])
-            torch.mul(hb[..., 0:t, :], _WEIGHTS[0], out=vb)
+                hb.add_(taps[k], alpha=_WEIGHTS[k])
+        total = torch.zeros(m, **opts)
+        for taps, vb, ux, uy, uxxyy, uxy, num, den, tmp, valid in row_tiles:
+            torch.mul(taps[0], _WEIGHTS[0], out=vb)
             for k in range(1, SSIM_WINDOW):
-                vb.add_(hb[..., k : k + t, :], alpha=_WEIGHTS[k])
-            ux, uy, uxxyy, uxy = vb.unbind(0)
-            num, den, tmp = (buf[:m, :t] for buf in work.unbind(0))
+                vb.add_(taps[k], alpha=_WEIGHTS[k])
             torch.mul(ux, uy, out=num)  # ux·uy
             torch.mul(ux, ux, out=den)
             torch.mul(uy, uy, out=tmp)
@@ -310,10 +376,13 @@ def _ssim_planes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             num.mul_(2.0).add_(c1).mul_(tmp)  # A1·A2, A1 = 2 ux uy + C1
             torch.sub(uxxyy, den, out=tmp).add_(c2)  # B2 = var x + var y + C2
             den.add_(c1).mul_(tmp)  # B1·B2, B1 = ux² + uy² + C1
-            sums[i : i + m] += num.div_(den).sum(dim=(-2, -1))
-    return sums / (hv * wv)
+            num.div_(den)
+            total += valid.sum(dim=(-2, -1))
+        out[i : i + m] = total / (hv * wv)
+    return out
 
 
+@torch.no_grad()
 def ssim(pred: torch.Tensor, target: torch.Tensor, convention: str = "rgb") -> torch.Tensor:
     """Structural similarity per image (Wang et al., Gaussian 11x11, valid region) on uint8-rounded levels.
 
@@ -334,14 +403,14 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, convention: str = "rgb") -> t
         ValueError: wrong shapes, dtypes, devices or convention, images under 11x11, or NaN in the inputs.
     """
     _check_images(pred, target, convention, min_size=SSIM_WINDOW)
-    b = pred.shape[0]
-    out = torch.empty(b, dtype=torch.float64, device=pred.device)
-    step = _image_chunk(pred)
-    for i in range(0, b, step):
-        x = _levels(pred[i : i + step], convention)  # (b, C, H, W)
-        y = _levels(target[i : i + step], convention)
-        n, c, h, w = x.shape
-        out[i : i + n] = _ssim_planes(x.reshape(n * c, h, w), y.reshape(n * c, h, w)).view(n, c).mean(dim=1)
+    b, c, h, w = pred.shape
+    if b == 0:
+        return torch.empty(0, dtype=pred.dtype, device=pred.device)
+    if convention == "rgb":  # rounded to levels inside the kernel, a few rows at a time
+        x, y, unit = pred.reshape(b * c, h, w), target.reshape(b * c, h, w), True
+    else:
+        x, y, unit = _levels(pred, convention).flatten(0, 1), _levels(target, convention).flatten(0, 1), False
+    out = _ssim_planes(x, y, unit).view(b, -1).mean(dim=1)
     _raise_on_nan(out)
     return out.to(pred.dtype)
 
@@ -349,6 +418,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, convention: str = "rgb") -> t
 # ---------------------------------------------------------------------------------------------- masks
 
 
+@torch.no_grad()
 def mask_bce_from_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Unweighted binary cross-entropy per image from mask logits: the official VCN test metric.
 
@@ -371,6 +441,7 @@ def mask_bce_from_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     return loss.mean(dim=(1, 2, 3)).to(logits.dtype)
 
 
+@torch.no_grad()
 def mask_bce(prob: torch.Tensor, target: torch.Tensor, eps: float = BCE_EPS) -> torch.Tensor:
     """Unweighted binary cross-entropy per image from mask probabilities.
 
@@ -408,6 +479,7 @@ def _confusion(prob: torch.Tensor, target: torch.Tensor, threshold: float) -> tu
     return tp, fp, fn
 
 
+@torch.no_grad()
 def mask_iou(prob: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Intersection over union per image of ``prob > threshold`` and the hard target.
 
@@ -427,6 +499,7 @@ def mask_iou(prob: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -
     return iou.to(prob.dtype)
 
 
+@torch.no_grad()
 def mask_f1(prob: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """F1 score (Dice) per image of ``prob > threshold`` against the hard target.
 
@@ -446,6 +519,7 @@ def mask_f1(prob: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) ->
     return f1.to(prob.dtype)
 
 
+@torch.no_grad()
 def mask_average_precision(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Average precision per image, as scikit-learn's ``average_precision_score(target, scores)``.
 

@@ -352,3 +352,34 @@ def test_mask_errors():
         mask_bce(prob, target, eps=0)
     with pytest.raises(ValueError, match="scores must be a floating-point tensor; got dtype torch.int64"):
         mask_average_precision(target.long(), target)
+
+
+def test_inputs_untouched_and_grad_inputs_accepted():
+    x = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 1.2 - 0.1
+    y = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    x_copy, y_copy = x.clone(), y.clone()
+    for convention in ("rgb", "y"):
+        ssim(x, y, convention), psnr(x, y, convention)
+    to_uint8_levels(x)
+    assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
+    leaf = y.clone().requires_grad_(True)
+    value = ssim(leaf, x.clamp(0, 1))
+    assert not value.requires_grad and leaf.grad is None
+    prob = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    prob_copy = prob.clone()
+    mask_bce(prob, prob > 0.5), mask_average_precision(prob, prob > 0.3)
+    assert torch.equal(prob, prob_copy)
+
+
+@pytest.mark.parametrize("op_elements", [600, 5000, 1 << 30])
+def test_chunking_does_not_change_values(pairs, monkeypatch, op_elements):
+    """Tiny ops (one row per chunk and tile, many partial chunks) and whole-plane ops (the GPU layout) agree."""
+    import blindbench.metrics as metrics
+
+    clean, degraded = pairs
+    a, b = _tensor(degraded[:3], torch.float64), _tensor(clean[:3], torch.float64)
+    want = [ssim(a, b), psnr(a, b), ssim(a, b, "y"), psnr(a, b, "y")]
+    monkeypatch.setattr(metrics, "_CPU_OP_ELEMENTS", op_elements)
+    got = [ssim(a, b), psnr(a, b), ssim(a, b, "y"), psnr(a, b, "y")]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-10)
