@@ -232,6 +232,7 @@ def run_demo(cfg: DemoConfig) -> None:
 
 
 def _print_set_summary(name: str) -> None:
+    from blindbench.imageio import decode_png
     from blindbench.loader import shard_urls
     from blindbench.sets import load_set
     from blindbench.shards import iter_shard_samples
@@ -240,8 +241,6 @@ def _print_set_summary(name: str) -> None:
     stats: dict[str, list[float]] = {}
     for url in shard_urls(spec):
         for raw in iter_shard_samples(url):
-            from blindbench.imageio import decode_png
-
             mask = decode_png(raw["mask.png"], grey=True)
             stats.setdefault(json.loads(raw["json"])["pattern"], []).append(float((mask > 127).mean()))
     print(f"{'pattern':<10} {'samples':>7} {'mean damaged area':>18}")

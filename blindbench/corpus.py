@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -536,7 +536,3 @@ class Corpus:
 
     def __getstate__(self) -> dict:  # do not pickle memory maps into workers; reopen there
         return {"folder": self.folder, "manifest": self.manifest, "name": self.name, "_arrays": {}}
-
-    def iter_counts(self) -> Iterator[tuple[str, int]]:
-        for key, info in self.manifest["arrays"].items():
-            yield key, info["count"]
