@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from blindbench.errors import BlindbenchError
+from blindbench.evaluate import EvalConfig
 
 
 def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
@@ -248,6 +249,12 @@ def _print_set_summary(name: str) -> None:
         print(f"{pattern:<10} {len(areas):>7} {sum(areas) / len(areas):>18.3f}")
 
 
+def run_eval_command(cfg) -> None:
+    from blindbench.evaluate import run_eval, summary_line
+
+    print(summary_line(cfg, run_eval(cfg)))
+
+
 def _train_config_type() -> type:
     from blindbench.train import TrainConfig
 
@@ -269,6 +276,7 @@ COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
     ("sheet",): (SheetConfig, run_sheet),
     ("models",): (ModelsConfig, run_models),
     ("demo",): (DemoConfig, run_demo),
+    ("eval",): (EvalConfig, run_eval_command),
 }
 
 

@@ -42,3 +42,18 @@ def demo_dir(photos_corpus: dict, demo_spec, data_root: Path) -> Path:
     from blindbench.shards import generate_set
 
     return generate_set(demo_spec, workers=2, progress=False).out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_vcn_run(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny VCN trained for 2 steps on photos-demo at 32²: a real checkpoint for eval and inpaint tests."""
+    from blindbench.train import TrainConfig, run_train
+
+    out = tmp_path_factory.mktemp("tiny-vcn-run")
+    cfg = TrainConfig(
+        model="vcn", preset="tiny", set="photos-demo", source="shards", stage="all", steps_separate=1,
+        steps_joint=1, batch_separate=2, batch_joint=2, perceptual=False, critic_steps=1, image_size=32,
+        device="cpu", workers=0, shuffle_buffer=8, val_set="", sample_every=0, checkpoint_every=0,
+        tensorboard=False, progress=False, out=str(out),
+    )  # fmt: skip
+    return run_train(cfg)

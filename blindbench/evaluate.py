@@ -1,0 +1,425 @@
+"""``blindbench eval``: score a model (or a reference method) on a benchmark set, one CSV row per sample.
+
+An eval folder holds::
+
+    eval.toml          the resolved config, plus the checkpoint's sha256 and the set's lock digest
+    samples.csv        one row per sample (columns ``COLUMNS``); written batch by batch
+    images/KEY.png     the restored image Ô (uint8, the levels the metrics saw)     } with --save-images
+    masks/KEY.png      the predicted mask M̂ = sigmoid(logits) as 8-bit             }
+    inputs/KEY.png, targets/KEY.png   I and O, so figures and the user study need no shards  }
+
+Rows are appended only after a batch's images are written (each atomically), so a killed run leaves at most
+a torn last line; a rerun with the same config drops it, skips the keys already scored and goes on. A rerun
+with a different config into the same folder is refused rather than mixed in.
+
+Reference methods need no training: ``input`` scores I itself as the output (the floor every method must
+beat), ``oracle-telea`` is OpenCV's Telea inpainting given the true corrupted region (non-blind; the region is
+every pixel the corruption touched, ``M̃ > 0``, because the soft blend alters a halo around the hard mask).
+They have no predicted mask, so their mask columns are empty.
+
+Metrics follow :mod:`blindbench.metrics` (SPEC §7): PSNR/SSIM on uint8-rounded RGB (and the YIQ-luma ``y``
+convention beside them), the official unweighted mask BCE from logits against the hard mask, IoU/F1 at 0.5
+and average precision.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.paths import data_root
+
+REFERENCE_METHODS = ("input", "oracle-telea")
+COLUMNS = (
+    "method", "model", "checkpoint", "set", "key", "pattern", "mask_area",
+    "bce", "psnr", "ssim", "psnr_y", "ssim_y", "iou", "f1", "ap",
+)  # fmt: skip
+TELEA_RADIUS = 3
+# Float formatting of the CSV: enough digits that tables recomputed from it match to the printed precision.
+_FLOAT_DIGITS = 6
+
+
+def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Score a trained model (or the reference rows input / oracle-telea) on a set: one CSV row per sample."""
+
+    model: str = _option("vcn", "registered model name, or a reference method: input, oracle-telea")
+    checkpoint: str = _option("", "checkpoint file or run folder (required for models)")
+    set: str = _option("photos-demo", "set name or manifest path")
+    shards: str = _option("", "folder holding the set's shards (default <data>/sets/<name>)")
+    out: str = _option("", "eval folder (default <data>/evals/<label>-<set>)")
+    label: str = _option("", "method label in the CSV and tables (default: the model name)")
+    batch: int = _option(8, "images per forward pass")
+    device: str = _option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    save_images: bool = _option(False, "save restored images, predicted masks, inputs and targets as PNG")
+    limit: int = _option(0, "score only the first N samples (0: all)")
+    iqa: str = _option("", "extra pyiqa metrics, comma-separated: lpips (per sample), fid (per set; needs images)")
+    iqa_weights: str = _option("", "folder of pyiqa/torchvision weights for --iqa (nothing is downloaded)")
+    progress: bool = _option(True, "show a progress bar")
+
+    @property
+    def method(self) -> str:
+        return self.label or self.model
+
+    @property
+    def is_reference(self) -> bool:
+        return self.model in REFERENCE_METHODS
+
+
+def validate_config(cfg: EvalConfig) -> None:
+    """One-line errors for inconsistent options (before any data is touched)."""
+    from blindbench.models import get_entry
+
+    if not cfg.is_reference:
+        get_entry(cfg.model)  # unknown name: one line with a suggestion
+        if not cfg.checkpoint:
+            raise ConfigError(f"eval of model {cfg.model!r} needs --checkpoint (a training checkpoint or run folder)")
+    elif cfg.checkpoint:
+        raise ConfigError(f"reference method {cfg.model!r} takes no --checkpoint")
+    if cfg.batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {cfg.batch}")
+    if cfg.limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {cfg.limit}")
+    if not cfg.method.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(f"--label must be letters, digits, '-', '_' or '.', got {cfg.method!r}")
+    from blindbench.iqa import parse_iqa
+
+    metrics = parse_iqa(cfg.iqa)
+    if "fid" in metrics and not cfg.save_images:
+        raise ConfigError("--iqa fid compares folders of images: add --save-images")
+
+
+# ------------------------------------------------------------------------------------------------ pure parts
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; asking for CUDA without it is a one-line error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BlindbenchError("device cuda requested but CUDA is not available")
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def telea_inpaint(image: Tensor, region: Tensor, radius: int = TELEA_RADIUS) -> Tensor:
+    """OpenCV Telea inpainting of ``region`` (B, 1, H, W) > 0 in ``image`` (B, 3, H, W) in [-1, 1]."""
+    import cv2
+
+    out = []
+    for img, reg in zip(image, region, strict=True):
+        rgb = ((img.detach().cpu().permute(1, 2, 0).numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+        mask = (reg[0].detach().cpu().numpy() > 0).astype(np.uint8) * 255
+        filled = cv2.inpaint(np.ascontiguousarray(rgb), mask, radius, cv2.INPAINT_TELEA)
+        out.append(torch.from_numpy(filled).permute(2, 0, 1).float().div(127.5).sub(1.0))
+    return torch.stack(out).to(image)
+
+
+def score_batch(
+    restored: Tensor, target: Tensor, hard_mask: Tensor, mask_logits: Tensor | None
+) -> dict[str, Tensor]:
+    """Per-sample metrics of a batch: images in [-1, 1] (B, 3, H, W), masks (B, 1, H, W) with 1 = damaged.
+
+    Returns a dict of (B,) float64 CPU tensors; the mask columns are absent when ``mask_logits`` is None.
+    """
+    from blindbench.metrics import (
+        mask_average_precision,
+        mask_bce_from_logits,
+        mask_f1,
+        mask_iou,
+        psnr,
+        ssim,
+    )
+
+    pred = ((restored.detach().float().cpu().nan_to_num(0.0) + 1.0) / 2.0).clamp(0, 1)  # (B, 3, H, W) in [0, 1]
+    real = ((target.detach().float().cpu() + 1.0) / 2.0).clamp(0, 1)
+    hard = hard_mask.detach().float().cpu()
+    values = {
+        "mask_area": hard.mean(dim=(1, 2, 3)).double(),
+        "psnr": psnr(pred, real).double(),
+        "ssim": ssim(pred, real).double(),
+        "psnr_y": psnr(pred, real, convention="y").double(),
+        "ssim_y": ssim(pred, real, convention="y").double(),
+    }
+    if mask_logits is not None:
+        logits = mask_logits.detach().float().cpu().nan_to_num(0.0, posinf=1e4, neginf=-1e4)
+        prob = torch.sigmoid(logits)
+        values |= {
+            "bce": mask_bce_from_logits(logits, hard).double(),
+            "iou": mask_iou(prob, hard).double(),
+            "f1": mask_f1(prob, hard).double(),
+            "ap": mask_average_precision(prob, hard).double(),
+        }
+    return values
+
+
+def format_value(value: Any) -> str:
+    """CSV text of a cell: floats with fixed significant digits, missing as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.{_FLOAT_DIGITS}g}"
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------------ the folder
+
+
+def default_out(cfg: EvalConfig, set_name: str) -> Path:
+    return data_root() / "evals" / f"{cfg.method}-{set_name}"
+
+
+def _identity(cfg: EvalConfig, set_name: str, checkpoint_sha: str, lock_sha: str) -> dict[str, Any]:
+    """What decides the rows: a rerun into the same folder must agree on all of it (``limit`` may grow)."""
+    return {
+        "method": cfg.method, "model": cfg.model, "checkpoint": cfg.checkpoint, "checkpoint_sha256": checkpoint_sha,
+        "set": set_name, "set_lock_sha256": lock_sha, "iqa": cfg.iqa,
+    }  # fmt: skip
+
+
+def _toml_text(cfg: EvalConfig, identity: dict[str, Any]) -> str:
+    lines = ["# resolved blindbench eval config", "[config]"]
+    lines += [f"{k} = {_toml_scalar(v)}" for k, v in dataclasses.asdict(cfg).items()]
+    lines += ["", "[identity]"] + [f"{k} = {_toml_scalar(v)}" for k, v in identity.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _read_done(csv_path: Path) -> set[str]:
+    """Keys already scored; a torn last line (killed mid-write) is cut off the file."""
+    if not csv_path.is_file():
+        return set()
+    data = csv_path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+        with open(csv_path, "r+b") as handle:
+            handle.truncate(len(data))
+    reader = csv.DictReader(io.StringIO(data.decode()))
+    if reader.fieldnames is None:
+        return set()
+    if tuple(reader.fieldnames[: len(COLUMNS)]) != COLUMNS:
+        raise BlindbenchError(f"{csv_path} is not a blindbench eval CSV (header {','.join(reader.fieldnames)})")
+    return {row["key"] for row in reader}
+
+
+def _prepare_folder(out: Path, toml_text: str, identity: dict[str, Any]) -> set[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "eval.toml"
+    if config_path.is_file():
+        try:
+            stored = tomllib.loads(config_path.read_text()).get("identity", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise BlindbenchError(f"cannot read {config_path}: {exc}") from None
+        if stored != identity:
+            changed = sorted(k for k in identity if stored.get(k) != identity[k])
+            raise BlindbenchError(
+                f"{out} holds an eval with other {', '.join(changed)}; choose another --out or delete the folder"
+            )
+    from blindbench.imageio import atomic_write_bytes
+
+    atomic_write_bytes(config_path, toml_text.encode())
+    return _read_done(out / "samples.csv")
+
+
+def _lock_digest(spec, folder: Path) -> str:
+    """sha256 of the set's lock (committed, else beside the shards); empty when there is none."""
+    from blindbench.imageio import sha256_file
+    from blindbench.shards import committed_lock_path
+
+    for path in (committed_lock_path(spec.name), folder / f"{spec.name}.lock.json"):
+        if path.is_file():
+            return sha256_file(path)
+    return ""
+
+
+# ------------------------------------------------------------------------------------------------- the runner
+
+
+@dataclass
+class EvalReport:
+    out_dir: Path
+    scored: int
+    skipped: int
+    seconds: float
+    means: dict[str, float]
+    set_metrics: dict[str, float]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.scored / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _predictor(cfg: EvalConfig, device: torch.device) -> Callable[[dict], tuple[Tensor, Tensor | None]]:
+    """A function batch → (restored image, mask logits or None) for the configured method."""
+    if cfg.model == "input":
+        return lambda batch: (batch["input"], None)
+    if cfg.model == "oracle-telea":
+        return lambda batch: (telea_inpaint(batch["input"], batch["soft_mask"]), None)
+
+    from blindbench.checkpoint import load_model_from_checkpoint
+
+    model, _ = load_model_from_checkpoint(cfg.checkpoint, name=cfg.model, map_location=device)
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        if device.type == "cuda"
+        else nullcontext()
+    )
+
+    @torch.inference_mode()
+    def predict(batch: dict) -> tuple[Tensor, Tensor | None]:
+        with amp:
+            out = model(batch["input"].to(device, non_blocking=True))
+        logits = None if out.mask_logits is None else out.mask_logits.float().cpu()
+        return out.image.float().cpu(), logits
+
+    return predict
+
+
+def _batches(cfg: EvalConfig, urls: list[str], done: set[str]) -> Iterator[dict]:
+    """Batches of not-yet-scored samples in file order (``limit`` counts all samples, scored or not)."""
+    from blindbench.loader import collate, shard_dataset
+
+    pending: list[dict] = []
+    for index, sample in enumerate(shard_dataset(urls)):
+        if cfg.limit and index >= cfg.limit:
+            break
+        if sample["key"] in done:
+            continue
+        pending.append(sample)
+        if len(pending) == cfg.batch:
+            yield collate(pending)
+            pending = []
+    if pending:
+        yield collate(pending)
+
+
+def _save_images(out: Path, batch: dict, restored: Tensor, logits: Tensor | None) -> None:
+    from blindbench.imageio import atomic_write_bytes, encode_png
+    from blindbench.metrics import to_uint8_levels
+
+    def rgb(t: Tensor) -> np.ndarray:  # (3, H, W) in [-1, 1] → uint8 (H, W, 3), the metrics' rounding
+        levels = to_uint8_levels(((t.float().nan_to_num(0.0) + 1.0) / 2.0).clamp(0, 1)[None])[0]
+        return levels.permute(1, 2, 0).to(torch.uint8).numpy()
+
+    for i, key in enumerate(batch["key"]):
+        files = {
+            "images": rgb(restored[i]),
+            "inputs": rgb(batch["input"][i]),
+            "targets": rgb(batch["target"][i]),
+        }
+        if logits is not None:
+            files["masks"] = (torch.sigmoid(logits[i, 0]) * 255.0).round().to(torch.uint8).numpy()
+        for folder, array in files.items():
+            atomic_write_bytes(out / folder / f"{key}.png", encode_png(array))
+
+
+def run_eval(cfg: EvalConfig) -> EvalReport:
+    """Score ``cfg.model`` on ``cfg.set``; returns the folder, counts, speed and the means of this run's rows."""
+    from tqdm import tqdm
+
+    from blindbench.imageio import sha256_file
+    from blindbench.iqa import IqaMetrics
+    from blindbench.loader import shard_urls
+    from blindbench.paths import set_dir
+    from blindbench.sets import load_set
+
+    validate_config(cfg)
+    spec = load_set(cfg.set)
+    folder = Path(cfg.shards) if cfg.shards else set_dir(spec.name)
+    urls = shard_urls(spec, folder)
+    checkpoint_sha = ""
+    if not cfg.is_reference:
+        path = Path(cfg.checkpoint)
+        path = path / "checkpoints" / "last.pt" if path.is_dir() else path
+        if not path.is_file():
+            raise BlindbenchError(f"checkpoint not found: {path}")
+        checkpoint_sha = sha256_file(path)
+    identity = _identity(cfg, spec.name, checkpoint_sha, _lock_digest(spec, folder))
+    out = Path(cfg.out) if cfg.out else default_out(cfg, spec.name)
+    done = _prepare_folder(out, _toml_text(cfg, identity), identity)
+
+    device = select_device(cfg.device)
+    predict = _predictor(cfg, device)
+    iqa = IqaMetrics(cfg.iqa, cfg.iqa_weights, device)
+    total = min(spec.count, cfg.limit) if cfg.limit else spec.count
+    csv_path = out / "samples.csv"
+    new_file = not csv_path.is_file() or csv_path.stat().st_size == 0
+    columns = COLUMNS + tuple(iqa.per_sample_names)
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    scored = 0
+    start = time.perf_counter()
+    with (
+        open(csv_path, "a", newline="") as handle,
+        tqdm(total=total, initial=len(done), desc=f"eval {cfg.method} on {spec.name}", unit="img",
+             disable=not cfg.progress, dynamic_ncols=True) as bar,
+    ):  # fmt: skip
+        writer = csv.writer(handle, lineterminator="\n")
+        if new_file:
+            writer.writerow(columns)
+        for batch in _batches(cfg, urls, done):
+            restored, logits = predict(batch)
+            values = score_batch(restored, batch["target"], batch["mask"], logits)
+            values |= iqa.per_sample(restored, batch["target"])
+            if cfg.save_images:
+                _save_images(out, batch, restored, logits)
+            for i, key in enumerate(batch["key"]):
+                row = {
+                    "method": cfg.method, "model": cfg.model, "checkpoint": cfg.checkpoint, "set": spec.name,
+                    "key": key, "pattern": batch["pattern"][i],
+                } | {name: float(v[i]) for name, v in values.items()}  # fmt: skip
+                writer.writerow([format_value(row.get(c)) for c in columns])
+                for name, v in values.items():
+                    if name != "mask_area" and math.isfinite(float(v[i])):
+                        sums[name] = sums.get(name, 0.0) + float(v[i])
+                        counts[name] = counts.get(name, 0) + 1
+            handle.flush()
+            os.fsync(handle.fileno())
+            scored += len(batch["key"])
+            bar.update(len(batch["key"]))
+            bar.set_postfix({k: f"{sums[k] / counts[k]:.3g}" for k in ("psnr", "ssim", "bce") if k in counts})
+    seconds = time.perf_counter() - start
+    set_metrics = iqa.per_set(out / "images", out / "targets") if cfg.save_images else {}
+    if set_metrics:
+        from blindbench.imageio import atomic_write_bytes
+
+        lines = [f"{k} = {v!r}" for k, v in set_metrics.items()]
+        atomic_write_bytes(out / "set_metrics.toml", ("\n".join(lines) + "\n").encode())
+    means = {k: sums[k] / counts[k] for k in sums}
+    return EvalReport(out, scored, len(done), seconds, means, set_metrics)
+
+
+def summary_line(cfg: EvalConfig, report: EvalReport) -> str:
+    parts = [f"{k} {report.means[k]:.4g}" for k in ("bce", "psnr", "ssim", "iou", "f1") if k in report.means]
+    parts += [f"{k} {v:.4g}" for k, v in report.set_metrics.items()]
+    speed = f"{report.images_per_second:.1f} images/s" if report.scored else "nothing new to score"
+    kept = f", {report.skipped} kept from an earlier run" if report.skipped else ""
+    return (
+        f"eval {cfg.method}: {report.scored} samples scored{kept} ({speed}) → {report.out_dir / 'samples.csv'}"
+        + (f"\n  this run's means: {', '.join(parts)}" if parts else "")
+    )
