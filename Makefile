@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Real photographs for the embedded corpus (clean: wallpapers; fill: other photos). See blindbench/corpus.py.
 APT_PACKAGES := mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 plasma-workspace-wallpapers \
-	opencv-doc palapeli-data
+	opencv-doc palapeli-data chromium
 
 .PHONY: demo test setup apt lint bench clean-data
 

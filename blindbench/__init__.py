@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "create_model"]
+__all__ = ["__version__", "create_model", "inpaint"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,4 +14,8 @@ def __getattr__(name: str) -> Any:
         from blindbench.models import create_model
 
         return create_model
+    if name == "inpaint":
+        from blindbench.inpainting import inpaint
+
+        return inpaint
     raise AttributeError(f"module 'blindbench' has no attribute {name!r}")

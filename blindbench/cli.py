@@ -15,8 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from blindbench.compare import CompareConfig
 from blindbench.errors import BlindbenchError
 from blindbench.evaluate import EvalConfig
+from blindbench.inpainting import InpaintConfig
+from blindbench.study.config import StudyMakeConfig, StudyScoreConfig, StudyServeConfig
+from blindbench.tables import TablesConfig
 
 
 def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
@@ -82,37 +86,52 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The main job on the embedded default: build the corpus, generate and verify photos-demo, draw a sheet."""
+    """The main job on the embedded default: corpus, photos-demo set, a small VCN trained on CPU, eval, tables."""
 
     set: str = _option("photos-demo", "demo set")
     workers: int = _option(-1, "parallel workers (-1: all cores)")
+    train_steps: int = _option(360, "training steps of the demo VCN (three quarters separate, then joint)")
+    train_batch: int = _option(8, "training batch size")
+    train_crop: int = _option(128, "training crop side (random crops of photos-train's 256² samples)")
+    run: str = _option("", "demo run folder (default <data>/runs/vcn-demo); an unfinished run is resumed")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config: type, only_given: bool = False) -> None:
     """One ``--flag`` per dataclass field, typed and documented from the field.
 
-    With ``only_given``, flags the user did not give stay out of the namespace, so the values of a TOML
-    file are not overwritten by defaults.
+    Field metadata may ask for ``positional=True`` (a ``tuple[str, ...]`` field takes one or more values) and a
+    ``short`` alias such as ``-o``. With ``only_given``, flags the user did not give stay out of the namespace,
+    so the values of a TOML file are not overwritten by defaults.
     """
     hints = typing.get_type_hints(config)
     for f in dataclasses.fields(config):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
-        default = argparse.SUPPRESS if only_given else f.default
         kind = hints[f.name]
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
+        is_tuple = typing.get_origin(kind) is tuple
+        if f.metadata.get("positional"):
+            nargs = "+" if is_tuple else None
+            parser.add_argument(f.name, nargs=nargs, help=f.metadata.get("help", ""), metavar=f.name.upper())
+            continue
+        flags = ["--" + f.name.replace("_", "-")] + ([f.metadata["short"]] if "short" in f.metadata else [])
+        default = argparse.SUPPRESS if only_given else f.default
         if kind is bool:
             action = argparse.BooleanOptionalAction
-            parser.add_argument(flag, dest=f.name, action=action, default=default, help=help_text)
-        elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, dest=f.name, type=float, nargs="+", default=default, help=help_text)
+            parser.add_argument(*flags, dest=f.name, action=action, default=default, help=help_text)
+        elif is_tuple:
+            item = typing.get_args(kind)[0]
+            parser.add_argument(*flags, dest=f.name, type=item, nargs="+", default=default, help=help_text)
         else:
             kind = kind if kind in (int, float, str) else str
             choices = f.metadata.get("choices")
-            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=help_text, choices=choices)
+            parser.add_argument(*flags, dest=f.name, type=kind, default=default, help=help_text, choices=choices)
 
 
 def config_from_args(config: type, args: argparse.Namespace):
-    return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)})
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config)}
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
+    return config(**values)
 
 
 def run_corpus_build(cfg: CorpusBuildConfig) -> None:
@@ -218,18 +237,80 @@ def run_models(cfg: ModelsConfig) -> None:
 def run_demo(cfg: DemoConfig) -> None:
     from blindbench.corpus import build_embedded_corpus, is_built
 
-    print("== 1/4 corpus: embedded photos")
+    print("== 1/5 corpus: embedded photos")
     if is_built("photos"):
         print("corpus photos already built")
     else:
         print(_corpus_summary(build_embedded_corpus(workers=cfg.workers)))
-    print(f"== 2/4 generate {cfg.set}")
+    print(f"== 2/5 generate {cfg.set}, verify it against its lock, draw a contact sheet")
     run_generate(GenerateConfig(set=cfg.set, workers=cfg.workers))
-    print(f"== 3/4 verify {cfg.set}")
     run_verify(VerifyConfig(set=cfg.set))
-    print("== 4/4 contact sheet")
     run_sheet(SheetConfig(set=cfg.set))
     _print_set_summary(cfg.set)
+    print(f"== 3/5 train a small VCN on photos-train ({cfg.train_steps} steps on {_device_name()})")
+    run_dir = _demo_train(cfg)
+    print(f"== 4/5 eval the demo VCN and the reference rows on {cfg.set}")
+    _demo_eval(cfg, run_dir)
+
+
+def _device_name() -> str:
+    import torch
+
+    return "CUDA" if torch.cuda.is_available() else "CPU"
+
+
+def demo_train_config(cfg: DemoConfig):
+    """The demo's training run: tiny VCN, stream of photos-train, no VGG (no weights offline), quick validation."""
+    from blindbench.paths import data_root
+    from blindbench.train import TrainConfig
+
+    joint = cfg.train_steps // 4
+    return TrainConfig(
+        model="vcn", preset="tiny", set="photos-train", source="stream", stage="all",
+        steps_separate=cfg.train_steps - joint, steps_joint=joint, batch_separate=cfg.train_batch,
+        batch_joint=cfg.train_batch, lr_joint=1e-4, critic_steps=1, perceptual=False, crop_size=cfg.train_crop,
+        workers=1, val_set=cfg.set, val_every=max(cfg.train_steps // 6, 1), val_batches=2, log_every=5,
+        sample_every=max(cfg.train_steps // 3, 1), checkpoint_every=50, tensorboard=False,
+        out=cfg.run or str(data_root() / "runs" / "vcn-demo"),
+    )  # fmt: skip
+
+
+def _demo_train(cfg: DemoConfig) -> Path:
+    """Train (or resume, or keep) the demo run; draw its loss curve."""
+    import dataclasses as dc
+
+    from blindbench.checkpoint import load_checkpoint
+    from blindbench.figures import loss_curve
+    from blindbench.train import run_train
+
+    train_cfg = demo_train_config(cfg)
+    run_dir = Path(train_cfg.out)
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        step = load_checkpoint(last)["step"]
+        if step >= train_cfg.total_steps:
+            print(f"demo run {run_dir} already trained ({step} steps)")
+        else:
+            print(f"resuming demo run {run_dir} at step {step}")
+            run_train(dc.replace(train_cfg, resume=str(last)))
+    else:
+        run_train(train_cfg)
+    png = loss_curve(run_dir / "metrics.csv", run_dir / "loss-curve.png", title="demo VCN (tiny) on photos-train")
+    print(f"loss curve: {png}")
+    return run_dir
+
+
+def _demo_eval(cfg: DemoConfig, run_dir: Path) -> Path:
+    """Eval the demo VCN (with images) and the two reference methods into one runs folder."""
+    from blindbench.evaluate import EvalConfig, run_eval, summary_line
+    from blindbench.paths import data_root
+
+    runs = data_root() / "evals" / "demo"
+    for model, checkpoint in (("vcn", str(run_dir)), ("input", ""), ("oracle-telea", "")):
+        eval_cfg = EvalConfig(model=model, checkpoint=checkpoint, set=cfg.set, out=str(runs / model),
+                              save_images=model == "vcn")  # fmt: skip
+        print(summary_line(eval_cfg, run_eval(eval_cfg)))
+    return runs
 
 
 def _print_set_summary(name: str) -> None:
@@ -255,6 +336,44 @@ def run_eval_command(cfg) -> None:
     print(summary_line(cfg, run_eval(cfg)))
 
 
+def run_tables_command(cfg: TablesConfig) -> None:
+    from blindbench.tables import run_tables
+
+    for name, path in run_tables(cfg).items():
+        print(f"{name}: {path}")
+
+
+def run_compare_command(cfg: CompareConfig) -> None:
+    from blindbench.compare import run_compare
+
+    print(f"comparison figure: {run_compare(cfg)}")
+
+
+def run_inpaint_command(cfg: InpaintConfig) -> None:
+    from blindbench.inpainting import run_inpaint
+
+    written = run_inpaint(cfg)
+    print(f"inpainted {len(written)} image(s) into {cfg.out} (restored, .mask.png, .overlay.png)")
+
+
+def run_study_make_command(cfg: StudyMakeConfig) -> None:
+    from blindbench.study import run_study_make
+
+    run_study_make(cfg)
+
+
+def run_study_serve_command(cfg: StudyServeConfig) -> None:
+    from blindbench.study import run_study_serve
+
+    run_study_serve(cfg)
+
+
+def run_study_score_command(cfg: StudyScoreConfig) -> None:
+    from blindbench.study import run_study_score
+
+    run_study_score(cfg)
+
+
 def _train_config_type() -> type:
     from blindbench.train import TrainConfig
 
@@ -277,6 +396,12 @@ COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
     ("models",): (ModelsConfig, run_models),
     ("demo",): (DemoConfig, run_demo),
     ("eval",): (EvalConfig, run_eval_command),
+    ("tables",): (TablesConfig, run_tables_command),
+    ("compare",): (CompareConfig, run_compare_command),
+    ("inpaint",): (InpaintConfig, run_inpaint_command),
+    ("study", "make"): (StudyMakeConfig, run_study_make_command),
+    ("study", "serve"): (StudyServeConfig, run_study_serve_command),
+    ("study", "score"): (StudyScoreConfig, run_study_score_command),
 }
 
 

@@ -63,3 +63,89 @@ def contact_sheet(rows: Sequence[dict], path: str | os.PathLike[str], title: str
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
+
+
+def read_metrics_csv(path: str | os.PathLike[str]) -> tuple[dict[str, list[tuple[int, float]]], dict[str, int]]:
+    """A training run's long-format ``metrics.csv`` (step, stage, name, value).
+
+    Returns:
+        ``({name: [(step, value)]}, {stage: first logged step})``.
+    """
+    import csv
+
+    from blindbench.errors import BlindbenchError
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    stages: dict[str, int] = {}
+    try:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                step = int(row["step"])
+                series.setdefault(row["name"], []).append((step, float(row["value"])))
+                stages[row["stage"]] = min(stages.get(row["stage"], step), step)
+    except FileNotFoundError:
+        raise BlindbenchError(f"no training log at {path}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BlindbenchError(f"{path} is not a blindbench metrics.csv ({type(exc).__name__}: {exc})") from None
+    if not series:
+        raise BlindbenchError(f"{path} holds no logged steps yet")
+    return series, stages
+
+
+def moving_average(values: Sequence[float], window: int) -> np.ndarray:
+    """Trailing mean over up to ``window`` values (shorter at the start), so the curve starts at step 1."""
+    x = np.asarray(values, dtype=np.float64)
+    if window <= 1 or x.size == 0:
+        return x
+    cumulative = np.concatenate([[0.0], np.cumsum(x)])
+    ends = np.arange(1, x.size + 1)
+    starts = np.maximum(ends - window, 0)
+    return (cumulative[ends] - cumulative[starts]) / (ends - starts)
+
+
+def loss_curve(metrics_csv: str | os.PathLike[str], path: str | os.PathLike[str], title: str = "") -> Path:
+    """Training losses (smoothed) and, when the run validated, validation BCE / PSNR against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series, stages = read_metrics_csv(metrics_csv)
+    losses = [n for n in ("loss", "bce", "l1", "adv") if n in series]
+    validation = [n for n in ("val_bce", "val_psnr") if n in series]
+    fig, axes = plt.subplots(1, 1 + bool(validation), figsize=(5.5 * (1 + bool(validation)), 3.4), squeeze=False)
+    ax = axes[0][0]
+    for name in losses:
+        steps, values = zip(*series[name], strict=True)
+        ax.plot(steps, moving_average(values, max(len(values) // 30, 1)), label=name, linewidth=1.2)
+    if "joint" in stages and len(stages) > 1:
+        for a in axes[0]:
+            a.axvline(stages["joint"], color="grey", linestyle="--", linewidth=0.8)
+        ax.text(stages["joint"], 1.0, " joint", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (moving average)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if validation:
+        left = axes[0][1]
+        colors = iter(("tab:red", "tab:green"))
+        twin = None
+        for name in validation:
+            steps, values = zip(*series[name], strict=True)
+            target = left if name == "val_bce" else (twin := left.twinx())
+            color = next(colors)
+            target.plot(steps, values, marker="o", markersize=3, color=color, label=name)
+            target.set_ylabel(name.replace("val_", "validation "), color=color)
+        left.set_xlabel("step")
+        left.grid(alpha=0.3)
+        if twin is None:
+            left.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)

@@ -77,6 +77,7 @@ class TrainConfig:
     perceptual: bool = _option(True, "semantic and ID-MRF terms (need VGG19 weights); False turns them off")
     vgg19: str = _option("", "torchvision vgg19 .pth file (default: $BLINDBENCH_VGG19)")
     image_size: int = _option(0, "resize batches to this side (0: the set's size); area for images")
+    crop_size: int = _option(0, "random square crop of this side after any resize (0: none); keeps stroke scale")
     device: str = _option("auto", "auto, cpu or cuda", choices=DEVICES)
     amp: bool = _option(True, "mixed precision on CUDA (bf16, fp16 + GradScaler where bf16 is missing)")
     channels_last: bool = _option(False, "channels-last memory format")
@@ -134,8 +135,9 @@ def _validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"train option {name} must be >= 1, got {getattr(cfg, name)}")
     if not (0.0 <= cfg.beta1 < 1.0 and 0.0 <= cfg.beta2 < 1.0):
         raise ConfigError(f"Adam betas must lie in [0, 1), got ({cfg.beta1}, {cfg.beta2})")
-    if cfg.image_size and cfg.image_size % 32:
-        raise ConfigError(f"train option image_size must be a multiple of 32 (the patch critic), got {cfg.image_size}")
+    for name in ("image_size", "crop_size"):
+        if (side := getattr(cfg, name)) % 32:
+            raise ConfigError(f"train option {name} must be a multiple of 32 (the patch critic), got {side}")
     from blindbench.models import get_entry
 
     get_entry(cfg.model)  # unknown model: one line with a "did you mean"
@@ -286,7 +288,29 @@ class BatchSource:
                 if batch is None:
                     raise BlindbenchError(f"set {self.spec.name} ran out of batches in epoch {epoch}")
                 position += 1
-                yield resize_batch(batch, self.cfg.image_size)
+                batch = resize_batch(batch, self.cfg.image_size)
+                yield crop_batch(batch, self.cfg.crop_size, self.cfg.seed, self.epoch_offset, position)
+
+
+def crop_batch(batch: dict, size: int, seed: int, epoch_offset: int, position: int) -> dict:
+    """One random ``size``² window per sample, drawn from a generator seeded by (seed, stage, batch position).
+
+    Seeding by position rather than drawing from a running generator keeps a resumed run's crops identical.
+    """
+    height, width = batch["input"].shape[-2:]
+    if not size or (height == size and width == size):
+        return batch
+    if size > min(height, width):
+        raise ConfigError(f"crop_size {size} exceeds the batch images ({height}x{width})")
+    gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch_offset) * 1_000_033 + position)
+    n = batch["input"].shape[0]
+    tops = torch.randint(0, height - size + 1, (n,), generator=gen).tolist()
+    lefts = torch.randint(0, width - size + 1, (n,), generator=gen).tolist()
+    out = dict(batch)
+    for key, value in batch.items():
+        if isinstance(value, Tensor) and value.ndim == 4:
+            out[key] = torch.stack([v[:, t:t + size, x:x + size] for v, t, x in zip(value, tops, lefts, strict=True)])
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------- losses
@@ -485,7 +509,7 @@ class Trainer:
             self.vgg = self.vgg.to(runtime.device)
         from blindbench.sets import load_set
 
-        self.image_size = cfg.image_size or load_set(cfg.set).size
+        self.image_size = cfg.crop_size or cfg.image_size or load_set(cfg.set).size
         self.raw_model = create_model(cfg.model, cfg.preset).to(runtime.device)
         needs_critics = any(stage == "joint" for stage, _ in cfg.plan())
         self.critics = build_critics(cfg, self.image_size) if needs_critics else None

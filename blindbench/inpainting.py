@@ -1,0 +1,682 @@
+"""Inpainting with a trained model: any image size, tiles for large inputs, blind or with a user's mask.
+
+Python API::
+
+    restored, mask = inpaint(image, model)                 # blind: the model's MPN predicts the mask
+    restored, mask = inpaint(image, model, mask=known)     # non-blind: ``known`` guides the inpainting net
+    restored, mask = inpaint(image, model, beta=0.2)       # PCN's β fixed at inference (VCN)
+
+Command (``blindbench inpaint``): :class:`InpaintConfig` and :func:`run_inpaint`.
+
+Choices:
+
+- **Any size.** Each piece the network sees is reflect-padded (split evenly between the two sides) to the
+  model's size multiple and cropped back. The multiple is a model's ``size_multiple`` attribute when it has
+  one, else probed once per model on the meta device (no weights copied, nothing computed): the deepest
+  convolution's downsampling, doubled while a forward pass still raises ``ValueError`` at sides that are an
+  odd multiple of it. For the registry this gives 4 (VCN and its ablations, GMC), 8 (CA, GC: contextual
+  attention at 1/8) and 2**depth for the PC U-Net (16 tiny, 128 paper).
+- **Large images: native-resolution tiles, not a working resolution.** Images whose sides exceed ``tile``
+  (default 512, rounded up to the size multiple) are cut into tiles of that side, evenly spread so that
+  neighbours overlap by at least ``overlap`` pixels (default 64). Each tile's outputs are weighted by a
+  separable raised-cosine window that ramps across exactly the pixels it shares with each neighbour (flat
+  1 at the image border); the two ramps of a shared band sum to 1, so a model that returned its input would
+  give back the input exactly, and seams fade over the whole overlap. Nothing is resampled, so fine damage
+  (text, thin strokes) keeps its size relative to the network's receptive field, as in training (256²).
+  The price: PCN's statistics (the clean-context mean and spread that the damaged region is normalised to)
+  are computed per tile, i.e. from the surrounding 512² rather than the whole photo. ``tile=0`` runs the
+  whole image at once (memory grows with the area).
+- **Masks.** The returned mask is M̂ = sigmoid(logits) blended across tiles as probabilities; with a user
+  mask (non-blind mode) it is that mask, the one that guided the inpainting. Models without an MPN
+  (``vcn-ed``, ``vcn-no-mpn``) return ``None`` unless a mask is given.
+- **Files** (the command). Inputs are read with :func:`blindbench.imageio.read_image_rgba`: EXIF orientation
+  applied (outputs are stored upright, without EXIF), palette/greyscale/16-bit converted to 8-bit RGB
+  (16-bit by rounding x / 257, so outputs are always 8-bit PNG). An input whose three channels are equal
+  everywhere (a greyscale file) gives a greyscale restored PNG (BT.601 luma of the output); an alpha
+  channel is re-attached unchanged. Per input ``OUT/<name>.png`` (restored), ``OUT/<name>.mask.png``
+  (8-bit, 255 = damaged) and ``OUT/<name>.overlay.png`` (mask in red over the input) are written atomically;
+  ``<name>`` is the file's stem, or its path relative to a folder given as input (sub-folders mirrored).
+  The resolved config goes to ``OUT/inpaint.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import typing
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from blindbench.checkpoint import load_model_from_checkpoint, unwrap
+from blindbench.errors import BlindbenchError, ConfigError, ImageReadError
+from blindbench.imageio import IMAGE_SUFFIXES, atomic_write_bytes, list_images, read_image_rgba
+
+DEVICES = ("auto", "cpu", "cuda")
+OVERLAY_COLOUR = (255, 0, 0)
+OVERLAY_OPACITY = 0.5
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" conversion
+_PROBE_SIDE = 1024  # side of the meta-device probe; enough for 2**10 downsampling
+_FALLBACK_MULTIPLE = 32  # when a model cannot be probed (an op without a meta kernel)
+
+
+def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help, **extra})
+
+
+def _type_ok(value: Any, kind: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):
+        return isinstance(value, int if kind is int else int | float) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
+    return True
+
+
+@dataclass(frozen=True)
+class InpaintConfig:
+    """Inpaint images with a trained model: restored image, predicted mask and overlay per input."""
+
+    inputs: tuple[str, ...] = _option((), "image files and/or folders (searched recursively)", positional=True)
+    model: str = _option("vcn", "registered model name; the checkpoint must hold this model")
+    checkpoint: str = _option("", "checkpoint file, or a training run folder (its checkpoints/last.pt)")
+    out: str = _option("", "output folder", short="-o")
+    mask: str = _option(
+        "", "non-blind mode: a mask image for every input, or a folder of masks named like the inputs (255 = damaged)"
+    )
+    beta: float = _option(-1.0, "fix PCN's beta in [0, 1] (larger leans more on context); negative: the model's own")
+    device: str = _option("auto", "auto (cuda when available), cpu or cuda", choices=DEVICES)
+    tile: int = _option(512, "tile side for large images (rounded up to the model's size multiple); 0: whole image")
+    overlap: int = _option(64, "minimum overlap of neighbouring tiles in pixels, blended with a raised cosine")
+    progress: bool = _option(True, "show a tqdm progress bar over the images")
+
+    def __post_init__(self) -> None:
+        inputs = self.inputs
+        if isinstance(inputs, str | os.PathLike):
+            inputs = (inputs,)
+        object.__setattr__(self, "inputs", tuple(str(p) for p in inputs))
+        hints = typing.get_type_hints(InpaintConfig)
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), hints[f.name]
+            if not _type_ok(value, kind):
+                raise ConfigError(f"inpaint option {f.name}: expected {kind.__name__}, got {value!r}")
+            if kind is float:
+                object.__setattr__(self, f.name, float(value))
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                raise ConfigError(f"inpaint option {f.name}: {value!r} is not one of {', '.join(choices)}")
+        if math.isnan(self.beta) or self.beta > 1.0:
+            raise ConfigError(f"inpaint option beta must be in [0, 1] (negative: the model's own), got {self.beta!r}")
+        if self.tile < 0 or self.overlap < 0:
+            raise ConfigError(f"inpaint options tile and overlap must be >= 0, got {self.tile} and {self.overlap}")
+        if self.tile and self.overlap >= self.tile:
+            raise ConfigError(f"inpaint option overlap ({self.overlap}) must be smaller than tile ({self.tile})")
+
+    @property
+    def beta_override(self) -> float | None:
+        """``beta`` as the model takes it: None when unset (negative)."""
+        return None if self.beta < 0 else self.beta
+
+
+# --------------------------------------------------------------------------------------------- size multiple
+
+_MULTIPLES: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parameters and buffers live on the meta device (no weights copied)."""
+    import copy
+
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
+    probe = copy.deepcopy(model, memo)
+    for module in probe.modules():  # the caller's hooks must not see the probe's passes
+        for name, value in vars(module).items():
+            if name.startswith(("_forward", "_backward")) and name.endswith("hooks") and isinstance(value, dict):
+                value.clear()
+    return probe
+
+
+def _probe_multiple(model: nn.Module) -> int:
+    probe = _meta_copy(model).eval()
+    dtype = next((p.dtype for p in probe.parameters() if p.is_floating_point()), torch.float32)
+    widths: list[int] = []
+
+    def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        widths.append(int(output.shape[-1]))
+
+    convs = (nn.Conv2d, nn.ConvTranspose2d)
+    handles = [m.register_forward_hook(hook) for m in probe.modules() if isinstance(m, convs)]
+    try:
+        with torch.no_grad():
+            probe(torch.zeros(1, 3, _PROBE_SIDE, _PROBE_SIDE, device="meta", dtype=dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+    ratio = _PROBE_SIDE // max(min(widths, default=_PROBE_SIDE), 1)
+    multiple = 1 << max(ratio - 1, 0).bit_length()  # next power of two >= ratio
+    while multiple < _PROBE_SIDE:
+        try:  # sides that are odd multiples of `multiple`: a check that needs more raises ValueError
+            with torch.no_grad():
+                probe(torch.zeros(1, 3, 3 * multiple, 5 * multiple, device="meta", dtype=dtype))
+            break
+        except ValueError:
+            multiple *= 2
+    return multiple
+
+
+def size_multiple(model: nn.Module) -> int:
+    """The number image height and width must be divisible by for ``model`` (see the module docstring).
+
+    A model's own ``size_multiple`` attribute wins; otherwise the model is probed once on the meta device
+    and the answer cached for the model object.
+    """
+    model = unwrap(model)
+    own = getattr(model, "size_multiple", None)
+    if isinstance(own, int) and own >= 1:
+        return own
+    if model not in _MULTIPLES:
+        try:
+            _MULTIPLES[model] = _probe_multiple(model)
+        except (NotImplementedError, RuntimeError, TypeError):  # an op without a meta kernel, an odd module
+            _MULTIPLES[model] = _FALLBACK_MULTIPLE
+    return _MULTIPLES[model]
+
+
+# ----------------------------------------------------------------------------------------- tiles and padding
+
+
+def _spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """Tiles covering ``[0, length)``: as few as sides <= ``tile`` allow, evenly spread, overlapping >= ``overlap``.
+
+    The side actually used is the smallest multiple of ``multiple`` (<= ``tile``) that covers ``length`` with
+    that many tiles, so no more pixels are computed twice than the overlaps need.
+    """
+    if tile <= 0 or length <= tile:
+        return [(0, length)]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    side = min(tile, -(-math.ceil((length + (count - 1) * overlap) / count) // multiple) * multiple)
+    starts = [round(i * (length - side) / (count - 1)) for i in range(count)]
+    return [(s, s + side) for s in starts]
+
+
+def _window(spans: list[tuple[int, int]], index: int) -> Tensor:
+    """1-D blending weights of tile ``index``: raised-cosine ramps over the bands shared with its neighbours.
+
+    The down ramp of tile i and the up ramp of tile i + 1 cover the same band and sum to 1 at every pixel.
+    """
+    start, end = spans[index]
+    weight = torch.ones(end - start, dtype=torch.float64)
+    up = spans[index - 1][1] - start if index > 0 else 0
+    down = end - spans[index + 1][0] if index + 1 < len(spans) else 0
+    if up > 0:
+        weight[:up] *= 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(up, dtype=torch.float64) + 0.5) / up)
+    if down > 0:
+        weight[end - start - down :] *= 0.5 + 0.5 * torch.cos(
+            math.pi * (torch.arange(down, dtype=torch.float64) + 0.5) / down
+        )
+    return weight.float()
+
+
+def _reflect_index(size: int, before: int, after: int, device: torch.device) -> Tensor:
+    """Indices that reflect-pad an axis of ``size`` by ``before``/``after`` (any amount: the reflection repeats)."""
+    positions = torch.arange(-before, size + after, device=device)
+    if size == 1:
+        return torch.zeros_like(positions)
+    period = 2 * (size - 1)
+    folded = positions.remainder(period)
+    return torch.where(folded < size, folded, period - folded)
+
+
+def _pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Reflect-pad the last two dims of ``x`` to multiples of ``multiple``, split evenly -> (padded, (top, left))."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if not (pad_h or pad_w):
+        return x, (0, 0)
+    top, left = pad_h // 2, pad_w // 2
+    x = x.index_select(-2, _reflect_index(h, top, pad_h - top, x.device))
+    x = x.index_select(-1, _reflect_index(w, left, pad_w - left, x.device))
+    return x, (top, left)
+
+
+def _model_placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def inpaint_tensor(
+    image: Tensor,
+    model: nn.Module,
+    mask: Tensor | None = None,
+    beta: float | None = None,
+    tile: int = 512,
+    overlap: int = 64,
+) -> tuple[Tensor, Tensor | None]:
+    """The core of :func:`inpaint` on model-convention tensors of any size.
+
+    Args:
+        image: (B, 3, H, W) in [-1, 1], any H, W and device.
+        model: a registered model (``model(image, mask=None, beta=None) -> InpaintOutput``), run on its own
+            device and dtype; put in eval mode for the call.
+        mask: optional (B, 1, H, W) in [0, 1], 1 = damaged: non-blind mode.
+        beta: fixed PCN β in [0, 1], or None for the model's own.
+        tile: tile side (rounded up to the model's size multiple); 0 = the whole image in one pass.
+        overlap: minimum overlap of neighbouring tiles.
+
+    Returns:
+        (restored (B, 3, H, W) float32 in [-1, 1], mask (B, 1, H, W) float32 in [0, 1] or None), on
+        ``image``'s device; the mask is ``mask`` itself when one was given.
+    """
+    b, _, h, w = image.shape
+    multiple = size_multiple(model)
+    side = -(-tile // multiple) * multiple if tile > 0 else 0
+    if side and overlap >= side:
+        raise BlindbenchError(f"tile overlap ({overlap}) must be smaller than the tile side ({side})")
+    device, dtype = _model_placement(model)
+    rows, cols = _spans(h, side, overlap, multiple), _spans(w, side, overlap, multiple)
+    out_image = torch.zeros(b, 3, h, w, device=image.device)  # (B, 3, H, W) weighted sums
+    out_mask: Tensor | None = None
+    total = torch.zeros(1, 1, h, w, device=image.device)  # (1, 1, H, W) sum of weights
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for i, (y0, y1) in enumerate(rows):
+                for j, (x0, x1) in enumerate(cols):
+                    piece, (top, left) = _pad_to_multiple(image[..., y0:y1, x0:x1].to(device, dtype), multiple)
+                    guide = None
+                    if mask is not None:
+                        guide, _ = _pad_to_multiple(mask[..., y0:y1, x0:x1].to(device, dtype), multiple)
+                    out = model(piece, mask=guide, beta=beta)
+                    crop = (..., slice(top, top + y1 - y0), slice(left, left + x1 - x0))
+                    weight = (_window(rows, i)[:, None] * _window(cols, j)[None, :]).to(image.device)  # (h, w)
+                    out_image[..., y0:y1, x0:x1] += out.image[crop].float().to(image.device) * weight
+                    total[..., y0:y1, x0:x1] += weight
+                    if mask is None and out.mask_logits is not None:
+                        if out_mask is None:
+                            out_mask = torch.zeros(b, 1, h, w, device=image.device)
+                        prob = torch.sigmoid(out.mask_logits[crop].float()).to(image.device)
+                        out_mask[..., y0:y1, x0:x1] += prob * weight
+    except ValueError as exc:  # a shape the model refuses despite the padding
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BlindbenchError(f"model {type(model).__name__} failed on a {h}x{w} input: {reason}") from None
+    finally:
+        model.train(was_training)
+    restored = (out_image / total).clamp(-1.0, 1.0)
+    if mask is not None:
+        return restored, mask.float()
+    return restored, None if out_mask is None else (out_mask / total).clamp(0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------- Python API
+
+
+def _check_beta(beta: float | None) -> float | None:
+    if beta is None:
+        return None
+    if not isinstance(beta, int | float) or isinstance(beta, bool) or not 0.0 <= beta <= 1.0:
+        raise BlindbenchError(f"beta must be a number in [0, 1], got {beta!r}")
+    return float(beta)
+
+
+def _array_to_unit(array: np.ndarray, what: str) -> np.ndarray:
+    """uint8 / uint16 / bool / float in [0, 1] -> float32 in [0, 1]."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if array.dtype.kind == "f":
+        if array.size and not (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0):
+            raise BlindbenchError(f"float {what} must lie in [0, 1]")
+        return array.astype(np.float32)
+    raise BlindbenchError(f"{what} dtype {array.dtype} is not supported: use uint8, uint16 or float in [0, 1]")
+
+
+def _unit_to_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == np.uint8:
+        return np.rint(array * 255.0).clip(0, 255).astype(np.uint8)
+    if dtype == np.uint16:
+        return np.rint(array * 65535.0).clip(0, 65535).astype(np.uint16)
+    return array.astype(dtype)
+
+
+def _luma(rgb: Tensor, dim: int) -> Tensor:
+    weights = torch.tensor(_LUMA, dtype=rgb.dtype, device=rgb.device)
+    shape = [1] * rgb.ndim
+    shape[dim] = 3
+    return (rgb * weights.view(shape)).sum(dim=dim, keepdim=True)
+
+
+def _mask_tensor(mask: np.ndarray | Tensor, batch: int, size: tuple[int, int], device: torch.device) -> Tensor:
+    """A user mask as (B, 1, H, W) float32 in [0, 1] on ``device``; a wrong size is a one-line error."""
+    if isinstance(mask, Tensor):
+        m = mask.detach()
+        if m.dtype == torch.bool:
+            m = m.float()
+        if not m.is_floating_point():
+            raise BlindbenchError(f"mask tensor dtype {m.dtype} is not supported: use bool or float in [0, 1]")
+        m = m.float()
+        if m.numel() and not bool(((m >= 0.0) & (m <= 1.0)).all()):  # NaN fails too
+            raise BlindbenchError("mask tensor values must lie in [0, 1]")
+    else:
+        array = np.asarray(mask)
+        if array.ndim == 3 and array.shape[2] in (1, 3):
+            array = array.max(axis=2)  # a mask saved as RGB: any channel marks damage
+        m = torch.from_numpy(np.ascontiguousarray(_array_to_unit(array, "mask")))
+    while m.ndim < 4:
+        m = m.unsqueeze(0)
+    if m.ndim != 4 or m.shape[1] != 1 or m.shape[0] not in (1, batch):
+        raise BlindbenchError(f"mask must be (H, W), (1, H, W) or (B, 1, H, W), got {tuple(mask.shape)}")
+    if tuple(m.shape[-2:]) != tuple(size):
+        mh, mw = m.shape[-2:]
+        raise BlindbenchError(f"mask is {mh}x{mw} (HxW) but the image is {size[0]}x{size[1]}")
+    return m.expand(batch, -1, -1, -1).to(device)
+
+
+ArrayOrTensor = typing.TypeVar("ArrayOrTensor", np.ndarray, Tensor)
+
+
+def inpaint(
+    image: ArrayOrTensor,
+    model: nn.Module,
+    mask: np.ndarray | Tensor | None = None,
+    *,
+    beta: float | None = None,
+    tile: int = 512,
+    overlap: int = 64,
+) -> tuple[ArrayOrTensor, ArrayOrTensor | None]:
+    """Restore ``image`` with ``model``: blind (the model predicts the damage) or guided by a known ``mask``.
+
+    Any size works (see the module docstring for padding and tiles). The model runs on its own device.
+
+    Args:
+        image: a NumPy array (H, W) grey, (H, W, 1|2|3|4) grey / grey+alpha / RGB / RGBA, uint8, uint16 or
+            float in [0, 1]; or a tensor (3, H, W) or (B, 3, H, W) in [-1, 1] (the models' convention).
+        model: a registered model, e.g. from :func:`blindbench.checkpoint.load_model_from_checkpoint`.
+        mask: optional known damage mask, 1 (or 255) = damaged, same height and width as ``image``: arrays
+            (H, W) / (H, W, 1|3) uint8, uint16, bool or float in [0, 1]; tensors (H, W), (1, H, W) or
+            (B, 1, H, W). It replaces M̂ as the inpainting net's guide (the paper's non-blind mode).
+        beta: fix PCN's β in [0, 1] for every layer (VCN; larger leans more on the context); None = the
+            model's own. Models without PCN ignore it.
+        tile: tile side for large images (rounded up to the model's size multiple); 0 = one pass.
+        overlap: minimum overlap of neighbouring tiles in pixels.
+
+    Returns:
+        ``(restored, mask)``. Arrays: restored has ``image``'s shape and dtype (alpha copied, grey from the
+        BT.601 luma of the output), mask is float32 (H, W) in [0, 1]. Tensors: restored has ``image``'s shape,
+        dtype and device, mask is (B, 1, H, W) (or (1, H, W)) of the same dtype. The mask is M̂, or ``mask``
+        when one was given; None for a model without MPN run blind.
+
+    Raises:
+        BlindbenchError: an unsupported shape or dtype, a mask of another size, a β outside [0, 1].
+    """
+    beta = _check_beta(beta)
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or not isinstance(overlap, int) or overlap < 0:
+        raise BlindbenchError(f"tile and overlap must be integers >= 0, got {tile!r} and {overlap!r}")
+    if isinstance(image, Tensor):
+        return _inpaint_tensor_api(image, model, mask, beta, tile, overlap)
+    if not isinstance(image, np.ndarray):
+        raise BlindbenchError(f"image must be a NumPy array or a torch tensor, got {type(image).__name__}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)) or 0 in image.shape:
+        raise BlindbenchError(f"image array must be (H, W) or (H, W, 1|2|3|4), got {image.shape}")
+    if image.dtype == np.bool_:
+        raise BlindbenchError("image dtype bool is not supported: use uint8, uint16 or float in [0, 1]")
+    unit = _array_to_unit(image, "image")
+    planes = unit[..., None] if unit.ndim == 2 else unit  # (H, W, C)
+    colour, alpha = (planes[..., :3], planes[..., 3:]) if planes.shape[2] >= 3 else (planes[..., :1], planes[..., 1:])
+    rgb = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour  # (H, W, 3)
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None] * 2.0 - 1.0  # (1, 3, H, W)
+    guide = None if mask is None else _mask_tensor(mask, 1, image.shape[:2], x.device)
+    restored, out_mask = inpaint_tensor(x, model, guide, beta, tile, overlap)
+    out = (restored[0] + 1.0) / 2.0  # (3, H, W) in [0, 1]
+    if colour.shape[2] == 1:
+        out = _luma(out, 0)  # (1, H, W)
+    result = np.concatenate([out.permute(1, 2, 0).cpu().numpy(), alpha], axis=2)  # alpha copied as given
+    result = _unit_to_dtype(result[..., 0] if image.ndim == 2 else result, image.dtype)
+    return result, None if out_mask is None else out_mask[0, 0].cpu().numpy()
+
+
+def _inpaint_tensor_api(
+    image: Tensor, model: nn.Module, mask: np.ndarray | Tensor | None, beta: float | None, tile: int, overlap: int
+) -> tuple[Tensor, Tensor | None]:
+    if image.ndim not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point() or 0 in image.shape:
+        raise BlindbenchError(
+            f"image tensor must be float (3, H, W) or (B, 3, H, W) in [-1, 1], got {tuple(image.shape)} {image.dtype}"
+        )
+    x = image.detach()
+    batched = x.ndim == 4
+    x = x if batched else x[None]
+    guide = None if mask is None else _mask_tensor(mask, x.shape[0], tuple(x.shape[-2:]), x.device)
+    restored, out_mask = inpaint_tensor(x, model, guide, beta, tile, overlap)
+    restored = restored.to(image.dtype)
+    out_mask = None if out_mask is None else out_mask.to(image.dtype)
+    if not batched:
+        return restored[0], None if out_mask is None else out_mask[0]
+    return restored, out_mask
+
+
+# ------------------------------------------------------------------------------------------------- command
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: Path  # the input file
+    name: str  # output name relative to OUT, without suffix ("photo" or "sub/photo")
+    from_folder: bool  # found in a folder (unreadable ones are skipped) or named (unreadable is an error)
+
+
+def collect_inputs(inputs: Sequence[str]) -> list[_Item]:
+    """Image files named or found (recursively) in the given folders, with their output names."""
+    if not inputs:
+        raise BlindbenchError("no input images: give image files or folders")
+    items: list[_Item] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise BlindbenchError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}")
+            items += [_Item(p, p.relative_to(path).with_suffix("").as_posix(), True) for p in found]
+        elif path.is_file():
+            items.append(_Item(path, path.stem, False))
+        else:
+            raise BlindbenchError(f"input not found: {path}")
+    seen: dict[str, Path] = {}
+    for item in items:
+        if item.name in seen:
+            raise BlindbenchError(f"{seen[item.name]} and {item.path} would both be written as {item.name}.png")
+        seen[item.name] = item.path
+    return items
+
+
+def output_paths(out: Path, name: str) -> tuple[Path, Path, Path]:
+    """(restored, mask, overlay) paths of the input with output name ``name``."""
+    return out / f"{name}.png", out / f"{name}.mask.png", out / f"{name}.overlay.png"
+
+
+def _check_out(out: Path, inputs: Sequence[str], items: list[_Item]) -> None:
+    resolved = out.resolve()
+    for raw in inputs:
+        folder = Path(raw).resolve()
+        if Path(raw).is_dir() and (resolved == folder or folder in resolved.parents):
+            raise BlindbenchError(f"output folder {out} is inside the input folder {raw}: a rerun would read it")
+    sources = {item.path.resolve() for item in items}
+    for item in items:
+        for target in output_paths(out, item.name):
+            if target.resolve() in sources:
+                raise BlindbenchError(f"output {target} would overwrite an input image: choose another --out")
+
+
+def _find_mask(mask: Path, item: _Item) -> Path:
+    if mask.is_file():
+        return mask
+    for suffix in sorted(IMAGE_SUFFIXES):
+        for candidate in (mask / f"{item.name}{suffix}", mask / f"{item.name}.mask{suffix}"):
+            if candidate.is_file():
+                return candidate
+    raise BlindbenchError(f"no mask for {item.path} in {mask} (looked for {item.name}.png, {item.name}.mask.png, ...)")
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """A mask image as float32 (H, W) in [0, 1] (255 = damaged; the brightest channel; EXIF applied)."""
+    try:
+        rgb, _ = read_image_rgba(path)
+    except ImageReadError as exc:
+        raise ImageReadError(f"mask: {str(exc).splitlines()[0]}") from None
+    return rgb.max(axis=2).astype(np.float32) / 255.0
+
+
+def _encode_png(array: np.ndarray) -> bytes:
+    """uint8 (H, W), (H, W, 2), (H, W, 3) or (H, W, 4) -> PNG bytes (L, LA, RGB, RGBA)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mask (H, W) in [0, 1] drawn in red at 50 % over uint8 RGB (H, W, 3) -> uint8 RGB."""
+    alpha = OVERLAY_OPACITY * mask[..., None]
+    colour = np.asarray(OVERLAY_COLOUR, dtype=np.float32)
+    return np.rint(rgb.astype(np.float32) * (1.0 - alpha) + colour * alpha).clip(0, 255).astype(np.uint8)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a one-line error."""
+    if device not in DEVICES:
+        raise ConfigError(f"device {device!r} is not one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BlindbenchError("--device cuda: no CUDA device is available")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def save_config(cfg: InpaintConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
+    """The resolved config (plus ``extra`` facts as comments) as a flat TOML file, written atomically."""
+    lines = ["# resolved blindbench inpaint config"]
+    lines += [f"# {k}: {v}" for k, v in (extra or {}).items()]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def inpaint_file(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None,
+    name: str,
+    out: Path,
+    model: nn.Module,
+    cfg: InpaintConfig,
+    known: np.ndarray | None = None,
+) -> list[Path]:
+    """Inpaint one decoded image and write its outputs atomically; returns the paths written (restored first).
+
+    Args:
+        rgb: (H, W, 3) uint8 input; equal channels everywhere make a greyscale restored PNG.
+        alpha: (H, W) uint8 alpha re-attached to the restored image, or None.
+        name: output name relative to ``out``, without suffix.
+        out: output folder.
+        model: the model to run.
+        cfg: gives β, tile and overlap.
+        known: (H, W) float mask in [0, 1] for the non-blind mode, or None.
+    """
+    grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+    source = rgb[..., 0] if grey else rgb  # (H, W) grey in -> (H, W) grey out
+    restored, mask = inpaint(source, model, known, beta=cfg.beta_override, tile=cfg.tile, overlap=cfg.overlap)
+    planes = restored if alpha is None else np.dstack([restored, alpha])
+    restored_path, mask_path, overlay_path = output_paths(out, name)
+    atomic_write_bytes(restored_path, _encode_png(planes))
+    written = [restored_path]
+    if mask is not None:
+        atomic_write_bytes(mask_path, _encode_png(_unit_to_dtype(mask, np.uint8)))
+        atomic_write_bytes(overlay_path, _encode_png(overlay(rgb, mask)))
+        written += [mask_path, overlay_path]
+    return written
+
+
+def run_inpaint(cfg: InpaintConfig) -> list[Path]:
+    """``blindbench inpaint``: restore every input image; returns the restored images' paths, in input order.
+
+    Beside each ``OUT/<name>.png`` lie ``<name>.mask.png`` and ``<name>.overlay.png`` (not for a model without
+    MPN run blind). An unreadable file found in a folder is reported on stderr and skipped; a named one, a
+    missing checkpoint, a checkpoint of another model or a mask of the wrong size is a one-line error.
+    """
+    from blindbench.models import get_entry
+
+    if not cfg.checkpoint:
+        raise BlindbenchError("give the trained model with --checkpoint PATH")
+    if not cfg.out:
+        raise BlindbenchError("give an output folder with --out")
+    get_entry(cfg.model)  # an unknown name: one line with a "did you mean"
+    items = collect_inputs(cfg.inputs)
+    out = Path(cfg.out)
+    _check_out(out, cfg.inputs, items)
+    mask_root = Path(cfg.mask) if cfg.mask else None
+    if mask_root is not None and not mask_root.exists():
+        raise BlindbenchError(f"mask not found: {mask_root}")
+    masks = [None if mask_root is None else _find_mask(mask_root, item) for item in items]
+    device = resolve_device(cfg.device)
+    model, meta = load_model_from_checkpoint(cfg.checkpoint, cfg.model, map_location=device)
+    save_config(
+        dataclasses.replace(cfg, device=device.type),
+        out / "inpaint.toml",
+        {"checkpoint step": meta.get("step"), "preset": meta.get("preset")},
+    )
+    from tqdm.auto import tqdm
+
+    bar = tqdm(items, desc="inpaint", unit="image", disable=not cfg.progress or len(items) < 2, dynamic_ncols=True)
+    written: list[Path] = []
+    skipped: list[str] = []
+    for item, mask_path in zip(bar, masks, strict=True):
+        try:
+            rgb, alpha = read_image_rgba(item.path)
+        except ImageReadError as exc:
+            message = str(exc).splitlines()[0]
+            if not item.from_folder:
+                raise ImageReadError(message) from None
+            skipped.append(str(item.path))
+            tqdm.write(f"blindbench: skipped {message}", file=sys.stderr)
+            continue
+        known = None
+        if mask_path is not None:
+            known = read_mask(mask_path)
+            if known.shape != rgb.shape[:2]:
+                raise BlindbenchError(
+                    f"mask {mask_path} is {known.shape[0]}x{known.shape[1]} (HxW) but image {item.path} is "
+                    f"{rgb.shape[0]}x{rgb.shape[1]}"
+                )
+        written.append(inpaint_file(rgb, alpha, item.name, out, model, cfg, known)[0])
+    if skipped and not written:
+        raise BlindbenchError(f"none of the {len(skipped)} images could be read (first: {skipped[0]})")
+    return written

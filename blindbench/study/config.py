@@ -1,0 +1,44 @@
+"""One frozen config dataclass per ``blindbench study`` command (flags come from the fields, as in ``cli.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class StudyMakeConfig:
+    """Draw blind A/B questionnaires (sheets) from saved eval outputs; the answer key goes to a separate file."""
+
+    runs: str = _option("", "folder of eval runs (each with samples.csv and images/<key>.png)")
+    method: str = _option("vcn", "the method every question shows (one side)")
+    against: str = _option("ca,gmc,pc,gc", "comma-separated opponents (the other side)")
+    sets: str = _option("", "comma-separated test sets (default: every set where all opponents have images)")
+    sheets: int = _option(12, "number of sheets (one per participant by default)")
+    pairs: int = _option(40, "questions per sheet")
+    participants: int = _option(0, "participant ids to issue, dealt round-robin over sheets (0: one per sheet)")
+    seed: int = _option(0, "seed for sample choice, sides and question order")
+    show_input: bool = _option(True, "show the damaged input above each pair when the eval saved inputs/<key>.png")
+    html: bool = _option(False, "also write printable HTML sheets (print/sheet-NN.html)")
+    out: str = _option("", "new study folder (default <data>/studies/<method>)")
+
+
+@dataclass(frozen=True)
+class StudyServeConfig:
+    """Serve a study as a local web page: one pair at a time, answers stored in <study>/answers.sqlite."""
+
+    study: str = _option("", "study folder (from `blindbench study make`)", positional=True)
+    host: str = _option("127.0.0.1", "address to bind; anything but 127.0.0.1 exposes the page to the network")
+    port: int = _option(8765, "TCP port (0: any free port)")
+
+
+@dataclass(frozen=True)
+class StudyScoreConfig:
+    """Score a study: answers + key → Table 2 (share preferring the method, Wilson 95% CI, exact binomial p)."""
+
+    study: str = _option("", "study folder (from `blindbench study make`)", positional=True)
+    answers: str = _option("", "CSV from another survey tool (sheet,question,choice); default: the served answers")
+    out: str = _option("", "output CSV (default <study>/table2.csv)")

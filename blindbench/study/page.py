@@ -1,0 +1,158 @@
+"""The study page: one self-contained HTML document (inline CSS and JS, no external assets).
+
+It talks to the JSON API of :mod:`blindbench.study.server`: ``GET /api/state?participant=ID`` and
+``POST /api/answer``. The participant id travels in the URL (``/?p=ID``), so a reload resumes.
+"""
+
+from __future__ import annotations
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Image comparison study</title>
+<style>
+  body { font-family: system-ui, sans-serif; margin: 0; background: #f3f3f3; color: #111; }
+  main { max-width: 1120px; margin: 0 auto; padding: 1rem 1.5rem; }
+  h1 { font-size: 1.3rem; font-weight: 600; margin: .3rem 0 .8rem; }
+  #count { margin: .2rem 0; }
+  #progress { height: 8px; background: #ddd; border-radius: 4px; overflow: hidden; margin-bottom: 1rem; }
+  #bar { height: 100%; width: 0; background: #2a7a4b; transition: width .2s; }
+  #input { margin: 0 auto 1rem; text-align: center; }
+  #input img { width: min(28vw, 256px); }
+  .pair { display: flex; gap: 2rem; justify-content: center; flex-wrap: wrap; }
+  figure { margin: 0; text-align: center; }
+  figcaption { margin-top: .3rem; color: #444; }
+  button.choice { border: 4px solid transparent; border-radius: 4px; background: none; padding: 0; cursor: pointer; }
+  button.choice:hover, button.choice:focus-visible { border-color: #2a7a4b; outline: none; }
+  button.choice:disabled { cursor: wait; opacity: .6; }
+  img { display: block; width: min(42vw, 512px); height: auto; background: #ccc; }
+  #error { color: #a00; min-height: 1.2em; }
+  kbd { border: 1px solid #999; border-radius: 3px; padding: 0 .3em; background: #fff; }
+</style>
+</head>
+<body data-state="loading">
+<main>
+  <h1>Which restored image looks more realistic?</h1>
+  <section id="login" hidden>
+    <form id="login-form">
+      <label>Participant id <input id="pid" autocomplete="off" required></label>
+      <button type="submit">Start</button>
+    </form>
+  </section>
+  <section id="study" hidden>
+    <p id="count"></p>
+    <div id="progress"><div id="bar"></div></div>
+    <div id="shown">
+    <figure id="input" hidden><img id="input-img" alt="damaged input"><figcaption>damaged input</figcaption></figure>
+    <div class="pair">
+      <figure>
+        <button class="choice" id="left" type="button"><img id="left-img" alt="left result"></button>
+        <figcaption>left: click, <kbd>&larr;</kbd> or <kbd>1</kbd></figcaption>
+      </figure>
+      <figure>
+        <button class="choice" id="right" type="button"><img id="right-img" alt="right result"></button>
+        <figcaption>right: click, <kbd>&rarr;</kbd> or <kbd>2</kbd></figcaption>
+      </figure>
+    </div>
+    </div>
+  </section>
+  <section id="done" hidden><p>All questions are answered. Thank you!</p></section>
+  <p id="error" role="alert"></p>
+</main>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+let pid = new URLSearchParams(location.search).get("p");
+let current = null;
+let busy = true;
+let shownAt = 0;
+
+function show(which, state) {
+  for (const id of ["login", "study", "done"]) $(id).hidden = id !== which;
+  document.body.dataset.state = state || which;
+}
+
+async function api(path, body) {
+  const options = body === undefined ? {} :
+    {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
+  const response = await fetch(path, options);
+  let data = {};
+  try { data = await response.json(); } catch (e) { data = {error: "bad reply from the server"}; }
+  return {status: response.status, data: data};
+}
+
+async function render(state) {
+  const shown = Math.min(state.answered + 1, state.total);
+  $("count").textContent = "Question " + shown + " of " + state.total + " (" + state.answered + " answered)";
+  $("bar").style.width = (100 * state.answered / state.total) + "%";
+  document.body.dataset.answered = state.answered;
+  if (state.done) { current = null; show("done"); return; }
+  current = state.question;
+  document.body.dataset.question = current.question;
+  show("study", "loading");
+  $("shown").style.visibility = "hidden";  // never let a choice be made on the previous pair
+  const images = [$("left-img"), $("right-img")];
+  $("left-img").src = current.left;
+  $("right-img").src = current.right;
+  $("input").hidden = !current.input;
+  if (current.input) { $("input-img").src = current.input; images.push($("input-img")); }
+  else $("input-img").removeAttribute("src");
+  try { await Promise.all(images.map((image) => image.decode())); }
+  catch (e) { $("error").textContent = "could not load the images; please reload the page"; return; }
+  $("shown").style.visibility = "visible";
+  $("left").disabled = $("right").disabled = false;
+  document.body.dataset.state = "ready";
+  shownAt = performance.now();
+  busy = false;
+}
+
+async function load() {
+  $("error").textContent = "";
+  if (!pid) { show("login"); $("pid").focus(); return; }
+  const reply = await api("/api/state?participant=" + encodeURIComponent(pid));
+  if (reply.status !== 200) {
+    $("error").textContent = reply.data.error || ("error " + reply.status);
+    pid = null;
+    show("login");
+    return;
+  }
+  await render(reply.data);
+}
+
+async function choose(side) {
+  if (busy || !current) return;
+  busy = true;
+  $("left").disabled = $("right").disabled = true;
+  document.body.dataset.state = "saving";
+  const body = {participant: pid, question: current.question, choice: side,
+                elapsed_ms: Math.round(performance.now() - shownAt)};
+  let reply;
+  try { reply = await api("/api/answer", body); } catch (e) { reply = {status: 0, data: {error: String(e)}}; }
+  if (reply.status === 200) { $("error").textContent = ""; await render(reply.data.state); return; }
+  if (reply.status === 409) { await load(); return; }  // answered already (another tab): move on
+  $("error").textContent = (reply.data.error || "could not save the answer") + "; please try again";
+  $("left").disabled = $("right").disabled = false;
+  document.body.dataset.state = "ready";
+  busy = false;
+}
+
+$("left").addEventListener("click", () => choose("left"));
+$("right").addEventListener("click", () => choose("right"));
+document.addEventListener("keydown", (event) => {
+  if ($("study").hidden || event.altKey || event.ctrlKey || event.metaKey) return;
+  if (event.key === "ArrowLeft" || event.key === "1") { event.preventDefault(); choose("left"); }
+  if (event.key === "ArrowRight" || event.key === "2") { event.preventDefault(); choose("right"); }
+});
+$("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  pid = $("pid").value.trim();
+  history.replaceState(null, "", "?p=" + encodeURIComponent(pid));
+  load();
+});
+load();
+</script>
+</body>
+</html>
+"""

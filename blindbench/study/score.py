@@ -1,0 +1,143 @@
+"""``blindbench study score``: answers + key → Table 2, the share of answers preferring the studied method.
+
+Per (set, opponent), and pooled over sets (set ``all``) when the study has more than one: n answers, k of them
+for the method, share k/n, the Wilson score 95% interval, and the two-sided exact binomial p-value against 0.5.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+
+from blindbench.errors import BlindbenchError
+from blindbench.imageio import atomic_write_bytes
+from blindbench.study.answers import ANSWERS_NAME, Answer, read_answer_store, read_answers_csv
+from blindbench.study.config import StudyScoreConfig
+from blindbench.study.sheets import load_key, load_study
+
+TABLE2_COLUMNS = ("set", "method", "opponent", "n", "preferred", "share", "ci_low", "ci_high", "p_value")
+Z95 = 1.959963984540054  # standard normal 0.975 quantile
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial share k/n (n ≥ 1)."""
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 ≤ k ≤ n and n ≥ 1, got k={k}, n={n}")
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def binomial_p_two_sided(k: int, n: int) -> float:
+    """Exact two-sided binomial test of k successes in n against p = 0.5 (integer arithmetic, then one division).
+
+    With p = 0.5 the distribution is symmetric, so the p-value is 2·P(X ≤ min(k, n − k)), capped at 1.
+    """
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 ≤ k ≤ n and n ≥ 1, got k={k}, n={n}")
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def _row(set_name: str, method: str, opponent: str, k: int, n: int) -> dict:
+    if n == 0:
+        return {"set": set_name, "method": method, "opponent": opponent, "n": 0, "preferred": 0,
+                "share": None, "ci_low": None, "ci_high": None, "p_value": None}  # fmt: skip
+    low, high = wilson_interval(k, n)
+    return {
+        "set": set_name,
+        "method": method,
+        "opponent": opponent,
+        "n": n,
+        "preferred": k,
+        "share": k / n,
+        "ci_low": low,
+        "ci_high": high,
+        "p_value": binomial_p_two_sided(k, n),
+    }
+
+
+def table2_rows(study_dir: str | os.PathLike[str], answers_csv: str | os.PathLike[str] | None = None) -> list[dict]:
+    """Table 2 of a study: one row per (set, opponent), then pooled ``all`` rows when there are several sets.
+
+    Args:
+        study_dir: the study folder (its key.json is required).
+        answers_csv: answers exported from another survey tool (sheet, question, choice); default: the
+            served answers in ``<study>/answers.sqlite``.
+
+    Returns:
+        Dicts with keys ``TABLE2_COLUMNS``: share, ci_low, ci_high, p_value are None where n is 0.
+
+    Raises:
+        BlindbenchError: missing key or answers, a sheet changed after ``make``, an answer to no question.
+    """
+    study = load_study(study_dir, check_images=False)
+    key = load_key(study)
+    answers: list[Answer] = (
+        read_answers_csv(answers_csv) if answers_csv else read_answer_store(study.root / ANSWERS_NAME)
+    )
+    method = study.manifest["method"]
+    sets, opponents = list(study.manifest["sets"]), list(study.manifest["opponents"])
+    counts: dict[tuple[str, str], list[int]] = {(s, o): [0, 0] for s in sets for o in opponents}
+    where = Path(answers_csv) if answers_csv else study.root / ANSWERS_NAME
+    for answer in answers:
+        entry = key.get((answer.sheet, answer.question))
+        if entry is None:
+            raise BlindbenchError(f"{where}: sheet {answer.sheet} has no question {answer.question}")
+        chosen = entry.left if answer.choice == "left" else entry.right
+        cell = counts.setdefault((entry.set, entry.opponent), [0, 0])
+        cell[0] += chosen == method
+        cell[1] += 1
+    rows = [_row(s, method, o, *counts[(s, o)]) for s in sets for o in opponents]
+    if len(sets) > 1:
+        for o in opponents:
+            k = sum(counts[(s, o)][0] for s in sets)
+            n = sum(counts[(s, o)][1] for s in sets)
+            rows.append(_row("all", method, o, k, n))
+    return rows
+
+
+def write_table2_csv(rows: list[dict], path: str | os.PathLike[str]) -> None:
+    """Write rows as CSV (floats with 6 decimals, empty where undefined), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=TABLE2_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def table2_markdown(rows: list[dict]) -> str:
+    """Table 2 as a markdown table."""
+    method = rows[0]["method"] if rows else "method"
+    lines = [
+        f"| set | opponent | prefer {method} | n | 95% CI (Wilson) | p (exact binomial vs 0.5) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["n"] == 0:
+            lines.append(f"| {r['set']} | {r['opponent']} | – | 0 | – | – |")
+            continue
+        p = f"{r['p_value']:.2g}" if r["p_value"] < 0.001 else f"{r['p_value']:.3f}"
+        lines.append(
+            f"| {r['set']} | {r['opponent']} | {100 * r['share']:.1f}% | {r['n']} | "
+            f"{100 * r['ci_low']:.1f}–{100 * r['ci_high']:.1f}% | {p} |"
+        )
+    return "\n".join(lines)
+
+
+def run_study_score(cfg: StudyScoreConfig) -> list[dict]:
+    """``blindbench study score``: write table2.csv, print it as markdown, return the rows."""
+    if not cfg.study:
+        raise BlindbenchError("give the study folder to score")
+    rows = table2_rows(cfg.study, cfg.answers or None)
+    out = Path(cfg.out) if cfg.out else Path(cfg.study) / "table2.csv"
+    write_table2_csv(rows, out)
+    print(table2_markdown(rows))
+    print(f"\ntable: {out}")
+    return rows

@@ -1,0 +1,484 @@
+"""Study sheets: draw balanced blind A/B questions from saved eval outputs, and read a study folder back.
+
+A study folder holds::
+
+    study.json    manifest: resolved config, participants, sha256 of sheets.csv and of every image
+    sheets.csv    sheet,question,left,right,input (image paths relative to the folder; input may be empty)
+    images/       s01q01-left.png, s01q01-right.png, s01q01-input.png, ... (re-encoded: no metadata to tell)
+    key.json      the answer key: which method is on which side; the web page never serves it
+    print/        sheet-01.html, ... printable sheets (only with --html)
+
+Questions are dealt round-robin over the cells (set × opponent), so every sheet and the study as a whole hold
+each cell equally often (within one). The method's side alternates along that deal, so it is balanced within
+one per cell and within two per sheet, and it never depends on the sample; one seeded coin flips all sides.
+Samples are drawn per cell from a seeded permutation of the keys both methods saved, reused only when a cell
+needs more questions than it has samples.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import hashlib
+import html
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from blindbench.errors import BlindbenchError
+from blindbench.imageio import atomic_write_bytes, sha256_file
+from blindbench.study.config import StudyMakeConfig
+
+STUDY_FORMAT = "blindbench-study/1"
+KEY_FORMAT = "blindbench-study-key/1"
+MANIFEST_NAME = "study.json"
+SHEETS_NAME = "sheets.csv"
+KEY_NAME = "key.json"
+SHEET_COLUMNS = ("sheet", "question", "left", "right", "input")
+SIDES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class Question:
+    """One blind pair as participants see it; image paths are relative to the study folder."""
+
+    sheet: int
+    question: int
+    left: str
+    right: str
+    input: str  # "" when the eval saved no input picture
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """What a question really shows (from key.json)."""
+
+    set: str
+    key: str
+    opponent: str
+    left: str  # method label shown on the left
+    right: str
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study folder read back and checked against its manifest."""
+
+    root: Path
+    manifest: dict
+    questions: tuple[Question, ...]
+    participants: dict[str, int]  # participant id -> sheet
+    sheets_sha256: str
+
+    def sheet(self, number: int) -> list[Question]:
+        """The questions of one sheet, in the order they are asked."""
+        return [q for q in self.questions if q.sheet == number]
+
+    @property
+    def images(self) -> frozenset[str]:
+        """Every image path (relative to the folder) that a sheet shows: the only files the page may serve."""
+        return frozenset(p for q in self.questions for p in (q.left, q.right, q.input) if p)
+
+
+@dataclass(frozen=True)
+class _Sample:
+    run: str
+    image: Path
+
+
+# ---------------------------------------------------------------------------------------------------- eval runs
+
+
+def index_runs(runs: Path) -> tuple[dict[tuple[str, str, str], _Sample], dict[tuple[str, str], Path]]:
+    """Saved outputs of every eval run under ``runs``.
+
+    Returns:
+        ({(method, set, key): sample with a saved image}, {(set, key): input picture, when some run saved one}).
+    """
+    if not runs.is_dir():
+        raise BlindbenchError(f"runs folder not found: {runs}")
+    tables = sorted(runs.glob("*/samples.csv"))
+    if not tables:
+        raise BlindbenchError(f"no eval runs under {runs} (expected {runs}/*/samples.csv)")
+    outputs: dict[tuple[str, str, str], _Sample] = {}
+    inputs: dict[tuple[str, str], Path] = {}
+    for table in tables:
+        run = table.parent
+        try:
+            with open(table, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise BlindbenchError(f"cannot read {table}: {exc}") from None
+        missing = {"method", "set", "key"} - set(rows[0] if rows else {})
+        if rows and missing:
+            raise BlindbenchError(f"{table} lacks column(s) {', '.join(sorted(missing))}")
+        for row in rows:
+            image = run / "images" / f"{row['key']}.png"
+            if image.is_file():
+                where = (row["method"], row["set"], row["key"])
+                if where in outputs:
+                    raise BlindbenchError(
+                        f"two runs saved {row['method']} on set {row['set']} key {row['key']}: "
+                        f"{outputs[where].run} and {run.name}; keep one run per method and set under {runs}"
+                    )
+                outputs[where] = _Sample(run.name, image)
+            picture = run / "inputs" / f"{row['key']}.png"
+            if (row["set"], row["key"]) not in inputs and picture.is_file():
+                inputs[(row["set"], row["key"])] = picture
+    return outputs, inputs
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _check_label(label: str, known: set[str], what: str, runs: Path) -> None:
+    if label not in known:
+        close = difflib.get_close_matches(label, sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; saved: {', '.join(sorted(known)) or 'none'}"
+        raise BlindbenchError(f"no saved images for {what} {label!r} under {runs}{hint}")
+
+
+# ----------------------------------------------------------------------------------------------------- drawing
+
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    """An independent generator per purpose, so one draw never shifts another."""
+    return np.random.default_rng([seed, *stream])
+
+
+def draw_questions(
+    cells: list[tuple[str, str]], candidates: dict[tuple[str, str], list[str]], sheets: int, pairs: int, seed: int
+) -> list[dict]:
+    """Deal ``sheets × pairs`` questions over ``cells`` (set, opponent); pure given its arguments.
+
+    Returns:
+        One dict per question, sorted by (sheet, question): sheet, question, set, key, opponent,
+        method_left (bool: the studied method is on the left).
+    """
+    n_cells = len(cells)
+    total = sheets * pairs
+    flip = int(_rng(seed, 0).integers(2))
+    per_sheet = -(-pairs // n_cells)  # the most questions of one cell on one sheet
+    order: dict[int, list[str]] = {}
+    for c, cell in enumerate(cells):
+        need = len(range(c, total, n_cells))
+        keys = sorted(candidates[cell])
+        rng = _rng(seed, 1, c)
+        drawn: list[str] = []
+        while len(drawn) < need:
+            cycle = [keys[i] for i in rng.permutation(len(keys))]
+            recent = set(drawn[-per_sheet:]) if drawn else set()
+            # Keys just asked go to the end of the next cycle, so no sheet sees a pair twice when avoidable.
+            drawn.extend([k for k in cycle if k not in recent] + [k for k in cycle if k in recent])
+        order[c] = drawn[:need]
+    questions = []
+    for sheet in range(sheets):
+        positions = _rng(seed, 2, sheet).permutation(pairs)
+        for j in range(pairs):
+            g = sheet * pairs + j  # global deal position
+            c, k = g % n_cells, g // n_cells  # cell, and how many of that cell came before
+            set_name, opponent = cells[c]
+            questions.append(
+                {
+                    "sheet": sheet + 1,
+                    "question": int(positions[j]) + 1,
+                    "set": set_name,
+                    "key": order[c][k],
+                    "opponent": opponent,
+                    "method_left": bool((k + c + flip) % 2 == 0),
+                }
+            )
+    return sorted(questions, key=lambda q: (q["sheet"], q["question"]))
+
+
+# ------------------------------------------------------------------------------------------------------- making
+
+
+def default_study_dir(method: str) -> Path:
+    from blindbench.paths import data_root
+
+    return data_root() / "studies" / method
+
+
+def make_study(cfg: StudyMakeConfig) -> Path:
+    """Write a study folder as ``cfg`` says (see the module docstring); returns the folder.
+
+    Everything is written to a temporary sibling first and renamed at the end, so a failed run leaves nothing
+    under the final name. The bytes of sheets.csv, key.json and the images depend only on the runs and ``cfg``.
+    """
+    from blindbench.imageio import encode_png, read_image
+
+    if not cfg.runs:
+        raise BlindbenchError("give --runs, the folder of eval runs to draw from")
+    if cfg.sheets < 1 or cfg.pairs < 1 or cfg.participants < 0:
+        raise BlindbenchError(
+            f"need --sheets ≥ 1, --pairs ≥ 1, --participants ≥ 0; got {cfg.sheets}, {cfg.pairs}, {cfg.participants}"
+        )
+    runs = Path(cfg.runs)
+    out = Path(cfg.out) if cfg.out else default_study_dir(cfg.method)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BlindbenchError(f"study folder already exists and is not empty: {out}; choose a new --out")
+    opponents = _names(cfg.against)
+    if not opponents:
+        raise BlindbenchError("give at least one opponent with --against")
+    if cfg.method in opponents or len(set(opponents)) != len(opponents):
+        raise BlindbenchError(f"--against must list distinct methods other than {cfg.method!r}; got {cfg.against!r}")
+
+    outputs, inputs = index_runs(runs)
+    labels = {m for m, _, _ in outputs}
+    for label, what in [(cfg.method, "method"), *((o, "opponent") for o in opponents)]:
+        _check_label(label, labels, what, runs)
+    by_cell: dict[tuple[str, str], list[str]] = {}
+    for m, s, k in outputs:
+        if m != cfg.method:
+            continue
+        for o in opponents:
+            if (o, s, k) in outputs:
+                by_cell.setdefault((s, o), []).append(k)
+    own_sets = sorted({s for m, s, _ in outputs if m == cfg.method})
+    if cfg.sets:
+        sets = _names(cfg.sets)
+        for s in sets:
+            for o in opponents:
+                if (s, o) not in by_cell:
+                    raise BlindbenchError(f"no sample of set {s!r} has saved images from both {cfg.method} and {o}")
+    else:
+        sets = [s for s in own_sets if all((s, o) in by_cell for o in opponents)]
+        if not sets:
+            raise BlindbenchError(
+                f"no set has saved images from {cfg.method} and every opponent ({', '.join(opponents)}) under {runs}"
+            )
+    cells = [(s, o) for s in sets for o in opponents]
+    drawn = draw_questions(cells, by_cell, cfg.sheets, cfg.pairs, cfg.seed)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        (tmp / "images").mkdir()
+        sheet_rows, key_rows, images = [], [], {}
+        written: dict[Path, tuple[str, str, tuple[int, ...]]] = {}  # source -> (first copy, sha256, shape)
+
+        def place(source: Path, name: str) -> tuple[int, ...]:
+            """Write ``source`` re-encoded (no metadata, one encoder for all methods) as ``name``."""
+            if source in written:
+                shutil.copyfile(tmp / written[source][0], tmp / name)
+            else:
+                array = read_image(source)  # (H, W, 3) uint8
+                data = encode_png(array, level=6)
+                (tmp / name).write_bytes(data)  # the folder is renamed at the end: plain writes suffice
+                written[source] = (name, hashlib.sha256(data).hexdigest(), array.shape)
+            images[name] = written[source][1]
+            return written[source][2]
+
+        width = max(2, len(str(max(cfg.sheets, cfg.pairs))))
+        for q in drawn:
+            ours = outputs[(cfg.method, q["set"], q["key"])]
+            theirs = outputs[(q["opponent"], q["set"], q["key"])]
+            left, right = (ours, theirs) if q["method_left"] else (theirs, ours)
+            stem = f"s{q['sheet']:0{width}d}q{q['question']:0{width}d}"
+            names = {"left": f"images/{stem}-left.png", "right": f"images/{stem}-right.png", "input": ""}
+            left_shape, right_shape = place(left.image, names["left"]), place(right.image, names["right"])
+            if left_shape != right_shape:
+                raise BlindbenchError(
+                    f"images differ in size for set {q['set']} key {q['key']}: {left.image} {left_shape[:2]} "
+                    f"vs {right.image} {right_shape[:2]}"
+                )
+            picture = inputs.get((q["set"], q["key"])) if cfg.show_input else None
+            if picture is not None:
+                names["input"] = f"images/{stem}-input.png"
+                place(picture, names["input"])
+            sheet_rows.append({"sheet": q["sheet"], "question": q["question"], **names})
+            method_left = cfg.method if q["method_left"] else q["opponent"]
+            method_right = q["opponent"] if q["method_left"] else cfg.method
+            key_rows.append(
+                {
+                    "sheet": q["sheet"],
+                    "question": q["question"],
+                    "set": q["set"],
+                    "key": q["key"],
+                    "opponent": q["opponent"],
+                    "left": method_left,
+                    "right": method_right,
+                    "left_run": left.run,
+                    "right_run": right.run,
+                }
+            )
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=SHEET_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(sheet_rows)
+        atomic_write_bytes(tmp / SHEETS_NAME, buffer.getvalue().encode())
+        sheets_sha = sha256_file(tmp / SHEETS_NAME)
+        key = {"format": KEY_FORMAT, "method": cfg.method, "sheets_sha256": sheets_sha, "questions": key_rows}
+        atomic_write_bytes(tmp / KEY_NAME, (json.dumps(key, indent=1) + "\n").encode())
+        n_participants = cfg.participants or cfg.sheets
+        participants = [{"id": f"p{j + 1:0{width}d}", "sheet": j % cfg.sheets + 1} for j in range(n_participants)]
+        counts = Counter(f"{q['set']}/{q['opponent']}" for q in drawn)
+        reused = {f"{s}/{o}": len(by_cell[(s, o)]) for s, o in cells if counts[f"{s}/{o}"] > len(by_cell[(s, o)])}
+        resolved = dataclasses.replace(cfg, runs=str(runs.resolve()), out=str(out.resolve()))
+        manifest = {
+            "format": STUDY_FORMAT,
+            "config": dataclasses.asdict(resolved),
+            "method": cfg.method,
+            "opponents": opponents,
+            "sets": sets,
+            "sheets": cfg.sheets,
+            "pairs": cfg.pairs,
+            "questions_per_cell": dict(sorted(counts.items())),
+            "cells_reusing_samples": reused,
+            "participants": participants,
+            "sheets_file": SHEETS_NAME,
+            "sheets_sha256": sheets_sha,
+            "images": dict(sorted(images.items())),
+        }
+        atomic_write_bytes(tmp / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+        if cfg.html:
+            questions = tuple(Question(**r) for r in sheet_rows)
+            for sheet in range(1, cfg.sheets + 1):
+                page = printable_sheet([q for q in questions if q.sheet == sheet], sheet, cfg.sheets)
+                atomic_write_bytes(tmp / "print" / f"sheet-{sheet:0{width}d}.html", page.encode())
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a study folder is an ordinary folder
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def printable_sheet(questions: list[Question], sheet: int, sheets: int) -> str:
+    """A printable HTML questionnaire for one sheet (images linked relative to the print/ folder)."""
+    blocks = []
+    for q in questions:
+        picture = (
+            f'<figure><img src="../{html.escape(q.input)}" alt=""><figcaption>damaged input</figcaption></figure>'
+            if q.input
+            else ""
+        )
+        blocks.append(
+            f'<section><h2>Question {q.question}</h2><div class="row">{picture}'
+            f'<figure><img src="../{html.escape(q.left)}" alt=""><figcaption>☐ left</figcaption></figure>'
+            f'<figure><img src="../{html.escape(q.right)}" alt=""><figcaption>☐ right</figcaption></figure>'
+            "</div></section>"
+        )
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Sheet {sheet} of {sheets}</title><style>"
+        "body{font-family:sans-serif;margin:1.5em}section{break-inside:avoid;margin-bottom:1.2em}"
+        "h2{font-size:1em;margin:.2em 0}.row{display:flex;gap:1em}figure{margin:0;text-align:center}"
+        "img{width:6.5cm;height:auto;border:1px solid #888}figcaption{font-size:1.1em;margin-top:.2em}"
+        "</style></head><body>"
+        f"<h1>Sheet {sheet}</h1><p>Participant: ____________ &nbsp; For each question, tick the restored image "
+        "(left or right) that looks more realistic. Return the answers as sheet, question, choice.</p>"
+        + "".join(blocks)
+        + "</body></html>\n"
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise BlindbenchError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BlindbenchError(f"bad {what} {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise BlindbenchError(f"bad {what} {path}: not a JSON object")
+    return data
+
+
+def load_study(root: str | os.PathLike[str], check_images: bool = True) -> Study:
+    """Read a study folder and check sheets.csv (and, with ``check_images``, every image) against study.json.
+
+    Raises:
+        BlindbenchError: the folder, manifest or sheet file is missing, or a file was changed after ``make``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise BlindbenchError(f"study folder not found: {root}")
+    manifest = _read_json(root / MANIFEST_NAME, "study manifest")
+    if manifest.get("format") != STUDY_FORMAT:
+        raise BlindbenchError(f"{root / MANIFEST_NAME} is not a {STUDY_FORMAT} manifest")
+    sheets_path = root / manifest.get("sheets_file", SHEETS_NAME)
+    if not sheets_path.is_file():
+        raise BlindbenchError(f"sheet file not found: {sheets_path}")
+    actual = sha256_file(sheets_path)
+    if actual != manifest.get("sheets_sha256"):
+        raise BlindbenchError(
+            f"{sheets_path} was changed after `study make` (sha256 {actual[:12]}…, study.json records "
+            f"{str(manifest.get('sheets_sha256'))[:12]}…)"
+        )
+    try:
+        with open(sheets_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        questions = tuple(
+            Question(int(r["sheet"]), int(r["question"]), r["left"], r["right"], r["input"] or "") for r in rows
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BlindbenchError(f"bad sheet file {sheets_path}: {exc}") from None
+    if check_images:
+        recorded = manifest.get("images", {})
+        for name in sorted({p for q in questions for p in (q.left, q.right, q.input) if p}):
+            path = root / name
+            if not path.is_file():
+                raise BlindbenchError(f"study image missing: {path}")
+            if sha256_file(path) != recorded.get(name):
+                raise BlindbenchError(f"study image {path} was changed after `study make` (sha256 differs)")
+    participants = {str(p["id"]): int(p["sheet"]) for p in manifest.get("participants", [])}
+    return Study(root, manifest, questions, participants, actual)
+
+
+def load_key(study: Study) -> dict[tuple[int, int], KeyEntry]:
+    """The answer key of ``study``, checked to belong to its sheet file: {(sheet, question): entry}.
+
+    Raises:
+        BlindbenchError: key.json is missing, malformed, or made for other sheets.
+    """
+    path = study.root / KEY_NAME
+    key = _read_json(path, "answer key")
+    if key.get("format") != KEY_FORMAT:
+        raise BlindbenchError(f"{path} is not a {KEY_FORMAT} answer key")
+    if key.get("sheets_sha256") != study.sheets_sha256:
+        raise BlindbenchError(f"answer key {path} was made for other sheets (its sheets_sha256 does not match)")
+    try:
+        entries = {
+            (int(r["sheet"]), int(r["question"])): KeyEntry(
+                str(r["set"]), str(r["key"]), str(r["opponent"]), str(r["left"]), str(r["right"])
+            )
+            for r in key["questions"]
+        }
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BlindbenchError(f"bad answer key {path}: {exc}") from None
+    missing = [(q.sheet, q.question) for q in study.questions if (q.sheet, q.question) not in entries]
+    if missing:
+        raise BlindbenchError(f"answer key {path} lacks sheet {missing[0][0]} question {missing[0][1]}")
+    return entries
+
+
+def run_study_make(cfg: StudyMakeConfig) -> Path:
+    """``blindbench study make``: write the study and print where it is and how to serve it."""
+    out = make_study(cfg)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    print(
+        f"study {out}: {cfg.sheets} sheets × {cfg.pairs} pairs, {cfg.method} vs {', '.join(manifest['opponents'])} "
+        f"on {', '.join(manifest['sets'])}; {len(manifest['participants'])} participant ids "
+        f"({manifest['participants'][0]['id']}…)"
+    )
+    for cell, n in manifest["cells_reusing_samples"].items():
+        print(f"  note: {cell} has only {n} samples with both methods saved; some are asked more than once")
+    print(f"  answer key: {out / KEY_NAME} (keep it from participants)")
+    print(f"  serve: blindbench study serve {out}")
+    return out

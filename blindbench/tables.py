@@ -1,0 +1,552 @@
+"""Result tables from the per-sample CSVs that ``blindbench eval`` writes; no model is ever run here.
+
+``load_runs`` reads every ``samples.csv`` below a runs folder (one row per method, set and sample) and checks
+it; every table is then a group-by over those rows:
+
+- ``table1``: method × test set (the paper's Table 1), all methods except the VCN ablations;
+- ``table3``: the VCN ablations beside full VCN (the paper's Table 3), per test set;
+- ``robustness``: method × corruption pattern per set (the paper's Fig. 7 made quantitative);
+- ``area_bins``: method × damaged-area bin per set (10% bins by default, as LaMa reports);
+- ``table2.csv``: the user study, rows from ``blindbench.study.table2_rows`` when ``--study`` is given.
+
+Each cell is a mean with a 95% interval for it: ``mean ± t(0.975, n − 1) · s / √n`` with ``s`` the sample
+standard deviation (ddof 1) and ``t`` Student's t quantile (``scipy.stats.t.ppf``). It treats the test images
+as a sample from the distribution of images like them; it says nothing about training noise (one checkpoint
+per method). With n = 1 the interval is empty. Missing metric values (``input`` and ``oracle-telea`` have no
+predicted mask, so no BCE/IoU/F1/AP) are left out of that metric's mean and its own count ``<metric>_n``; a
+group with none gets an empty cell. Sums are exact (``math.fsum``), so the numbers do not depend on row order.
+
+Numbers are written with fixed decimals, the paper's: BCE 3, PSNR 2, SSIM 4 (IoU/F1/AP 4), plus
+``extra_decimals``. The CSVs are tidy (one row per group); the same tables are printed as markdown.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from blindbench.errors import BlindbenchError
+from blindbench.imageio import atomic_write_bytes
+
+__all__ = [
+    "ABLATIONS",
+    "ALL_METHOD_ORDER",
+    "COLUMNS",
+    "METRICS",
+    "PAPER_TABLE1",
+    "PAPER_TABLE3",
+    "TablesConfig",
+    "add_paper",
+    "area_bins",
+    "format_table",
+    "interval95",
+    "is_ablation",
+    "load_runs",
+    "rank_key",
+    "robustness",
+    "run_tables",
+    "summarize",
+    "table1",
+    "table3",
+    "to_markdown",
+]
+
+TEXT_COLUMNS = ("method", "model", "checkpoint", "set", "key", "pattern")
+METRICS = ("bce", "psnr", "ssim", "psnr_y", "ssim_y", "iou", "f1", "ap")
+COLUMNS = (*TEXT_COLUMNS, "mask_area", *METRICS)
+DEFAULT_METRICS = ("bce", "psnr", "ssim")
+DECIMALS = {"bce": 3, "psnr": 2, "ssim": 4, "psnr_y": 2, "ssim_y": 4, "iou": 4, "f1": 4, "ap": 4}
+LABELS = {
+    "bce": "BCE ↓",
+    "psnr": "PSNR ↑",
+    "ssim": "SSIM ↑",
+    "psnr_y": "PSNR-Y ↑",
+    "ssim_y": "SSIM-Y ↑",
+    "iou": "IoU ↑",
+    "f1": "F1 ↑",
+    "ap": "AP ↑",
+}
+
+# "*" marks where names not in the list go (alphabetically).
+METHOD_ORDER = ("input", "oracle-telea", "ca", "gmc", "pc", "gc", "vcn", "*")
+ABLATIONS = ("vcn-ed", "vcn-no-mpn", "vcn-no-fusion", "vcn-no-sc", "vcn-rm")
+ABLATION_ORDER = (*ABLATIONS, "*", "vcn")
+ALL_METHOD_ORDER = (*METHOD_ORDER[:-1], *ABLATIONS, "*")
+SET_ORDER = ("ffhq-2k", "places2-4k", "imagenet-4k", "*")
+PATTERN_ORDER = ("real", "colour", "noise", "text", "paste", "graffiti", "*")
+
+# Paper numbers (SPEC §7), (BCE, PSNR, SSIM); None where the paper has none.
+PAPER_TABLE1: dict[tuple[str, str], tuple[float | None, float | None, float | None]] = {
+    ("ca", "ffhq-2k"): (1.297, 16.56, 0.5509),
+    ("ca", "places2-4k"): (0.574, 18.12, 0.6018),
+    ("ca", "imagenet-4k"): (0.450, 17.68, 0.5285),
+    ("gmc", "ffhq-2k"): (0.766, 20.06, 0.6675),
+    ("gmc", "places2-4k"): (0.312, 20.38, 0.6956),
+    ("gmc", "imagenet-4k"): (0.312, 19.56, 0.6467),
+    ("pc", "ffhq-2k"): (0.400, 20.19, 0.6795),
+    ("pc", "places2-4k"): (0.273, 19.73, 0.6682),
+    ("pc", "imagenet-4k"): (0.229, 19.53, 0.6277),
+    ("gc", "ffhq-2k"): (0.660, 17.16, 0.5915),
+    ("gc", "places2-4k"): (0.504, 18.42, 0.6423),
+    ("gc", "imagenet-4k"): (0.410, 18.35, 0.6416),
+    ("vcn", "ffhq-2k"): (0.400, 20.94, 0.6999),
+    ("vcn", "places2-4k"): (0.253, 20.54, 0.6988),
+    ("vcn", "imagenet-4k"): (0.226, 19.58, 0.6339),
+}
+# Table 3 is FFHQ only; "w/o SC" (λ_s = 0) is labelled vcn-no-sc.
+PAPER_TABLE3: dict[tuple[str, str], tuple[float | None, float | None, float | None]] = {
+    ("vcn-ed", "ffhq-2k"): (None, 19.43, 0.6135),
+    ("vcn-no-mpn", "ffhq-2k"): (None, 18.88, 0.6222),
+    ("vcn-no-fusion", "ffhq-2k"): (0.560, 20.06, 0.6605),
+    ("vcn-no-sc", "ffhq-2k"): (0.653, 20.56, 0.6836),
+    ("vcn-rm", "ffhq-2k"): (0.462, 20.87, 0.7045),
+    ("vcn", "ffhq-2k"): (0.400, 20.94, 0.6999),
+}
+PAPER_METRICS = ("bce", "psnr", "ssim")
+
+TABLE_FILES = {
+    "table1": "table1.csv",
+    "table2": "table2.csv",
+    "table3": "table3.csv",
+    "robustness": "robustness.csv",
+    "area_bins": "area_bins.csv",
+}
+
+
+def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    """Build the result tables (Table 1/2/3, per pattern, per mask area) from eval's per-sample CSVs."""
+
+    runs: str = _option("", "folder of eval runs: every samples.csv below it is read")
+    out: str = _option("", "output folder for the table CSVs (default: --runs)")
+    study: str = _option("", "user-study folder; when given, table2.csv is built from its answers")
+    answers: str = _option("", "user-study answers CSV (default: the one in --study)")
+    paper: bool = _option(False, "print the paper's numbers (SPEC §7) beside ours and add paper_* CSV columns")
+    metrics: str = _option("bce,psnr,ssim", f"comma-separated metrics to tabulate, of {', '.join(METRICS)}")
+    area_bin: int = _option(10, "width of the mask-area bins in percent")
+    extra_decimals: int = _option(0, "decimals beyond the paper's (BCE 3, PSNR 2, SSIM 4)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _read_samples(path: Path) -> pd.DataFrame:
+    """One samples.csv, checked: every row as wide as the header, the required columns, non-empty
+    method/set/key, numbers (or nothing) in the metric columns, ``mask_area`` in [0, 1]."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise BlindbenchError(f"cannot read {path}: empty file (expected the header {','.join(COLUMNS)})")
+            header = [name.strip() for name in header]
+            rows, lines = [], []
+            for row in reader:
+                if not row:  # a blank line
+                    continue
+                if len(row) != len(header):
+                    raise BlindbenchError(
+                        f"{path} line {reader.line_num}: {len(row)} fields, the header has {len(header)}"
+                    )
+                rows.append(row)
+                lines.append(reader.line_num)
+    except (csv.Error, UnicodeDecodeError, OSError) as exc:
+        raise BlindbenchError(f"cannot read {path}: {_one_line(exc)}") from None
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise BlindbenchError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
+    frame = frame[list(COLUMNS)].copy()
+    frame.insert(0, "line", np.asarray(lines, dtype=int))
+    for column in TEXT_COLUMNS:
+        frame[column] = frame[column].astype(str).str.strip()
+    for column in ("method", "set", "key"):
+        empty = frame[column] == ""
+        if empty.any():
+            line = int(frame.loc[empty, "line"].iloc[0])
+            raise BlindbenchError(f"{path} line {line}: empty {column}")
+    for column in ("mask_area", *METRICS):
+        text = frame[column].astype(str).str.strip()
+        values = pd.to_numeric(text.where(text != "", None), errors="coerce").astype(float)
+        bad = values.isna() & (text != "") & (text.str.lower() != "nan")
+        if bad.any():
+            line = int(frame.loc[bad, "line"].iloc[0])
+            raise BlindbenchError(f"{path} line {line}: {column} is not a number: {text[bad].iloc[0]!r}")
+        infinite = np.isinf(values.to_numpy())
+        if infinite.any():
+            line = int(frame.loc[infinite, "line"].iloc[0])
+            raise BlindbenchError(f"{path} line {line}: {column} is not finite")
+        frame[column] = values
+    area = frame["mask_area"]
+    outside = (area < 0) | (area > 1)
+    if outside.any():
+        line = int(frame.loc[outside, "line"].iloc[0])
+        raise BlindbenchError(f"{path} line {line}: mask_area {float(area[outside].iloc[0]):g} is outside [0, 1]")
+    frame.insert(0, "source", str(path))
+    return frame
+
+
+def load_runs(runs: str | Path) -> pd.DataFrame:
+    """Read and check every ``samples.csv`` below ``runs`` (the folder itself included).
+
+    Returns:
+        One row per sample: the columns of ``COLUMNS`` (metrics and ``mask_area`` as float, NaN = missing) plus
+        ``source`` (the CSV's path) and ``line`` (its line in that file).
+
+    Raises:
+        BlindbenchError: one line naming the file (and line) at fault: no CSV, an unreadable or malformed CSV, a
+            missing column, a non-numeric metric, or the same (method, set, key) twice.
+    """
+    root = Path(runs)
+    if not root.is_dir():
+        raise BlindbenchError(f"runs folder not found: {root}")
+    paths = sorted(root.rglob("samples.csv"), key=lambda p: p.relative_to(root).as_posix())
+    if not paths:
+        raise BlindbenchError(f"no samples.csv below {root} (write them with blindbench eval)")
+    frame = pd.concat([_read_samples(p) for p in paths], ignore_index=True)
+    if frame.empty:
+        raise BlindbenchError(f"no sample rows in the samples.csv files below {root}")
+    identity = ["method", "set", "key"]
+    duplicated = frame.duplicated(identity, keep=False)
+    if duplicated.any():
+        dupes = frame[duplicated]
+        first = dupes.iloc[0]
+        same = dupes[(dupes[identity] == first[identity]).all(axis=1)]
+        where = " and ".join(f"{s} line {n}" for s, n in zip(same["source"], same["line"], strict=True))
+        others = int(dupes.drop_duplicates(identity).shape[0]) - 1
+        more = f" ({others} more duplicated samples)" if others else ""
+        sample = f"method {first['method']!r}, set {first['set']!r}, key {first['key']!r}"
+        raise BlindbenchError(f"duplicate sample: {sample} in {where}{more}")
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Statistics and tables
+
+
+def interval95(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, 95% interval half-width and count of the non-missing values.
+
+    The half-width is ``t(0.975, n − 1) · s / √n`` (Student's t, ``s`` with ddof 1); NaN when n < 2. The mean is
+    NaN when n = 0. Sums are exact (``math.fsum``), so the result does not depend on the values' order.
+    """
+    from scipy.stats import t
+
+    kept = [float(v) for v in values if not math.isnan(float(v))]
+    n = len(kept)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = math.fsum(kept) / n
+    if n == 1:
+        return mean, math.nan, 1
+    s = math.sqrt(math.fsum((v - mean) ** 2 for v in kept) / (n - 1))
+    return mean, float(t.ppf(0.975, n - 1)) * s / math.sqrt(n), n
+
+
+def rank_key(order: Sequence[str]) -> Callable[[str], tuple]:
+    """Sort key: names in ``order`` first, in that order; others alphabetically where ``order`` has "*"."""
+    position = {name: i for i, name in enumerate(order)}
+    star = position.get("*", len(order))
+    return lambda name: (position[name], "") if name in position else (star, name)
+
+
+def is_ablation(method: str) -> bool:
+    """Ablations go to Table 3: the known ones (``ABLATIONS``) and any other ``vcn-*`` label."""
+    return method in ABLATIONS or method.startswith("vcn-")
+
+
+def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    for name in metrics:
+        if name not in METRICS:
+            close = difflib.get_close_matches(name, METRICS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(METRICS)}"
+            raise BlindbenchError(f"unknown metric {name!r}{hint}")
+    if not metrics:
+        raise BlindbenchError("no metrics to tabulate")
+    return tuple(metrics)
+
+
+def summarize(
+    df: pd.DataFrame,
+    by: Sequence[str],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    orders: dict[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """Group ``df`` by ``by`` and give, per group, ``n`` and per metric the mean, 95% half-width and count.
+
+    Args:
+        df: rows of ``load_runs``.
+        by: grouping columns; they lead the result, which is sorted by them.
+        metrics: metric columns to summarise.
+        orders: per grouping column, a preferred order (see ``rank_key``); others sort alphabetically.
+
+    Returns:
+        Columns ``*by, n, <m>, <m>_ci95, <m>_n`` for each metric ``m``; floats, NaN where there is no value.
+    """
+    metrics = _check_metrics(metrics)
+    columns = [*by, "n"] + [f"{m}{suffix}" for m in metrics for suffix in ("", "_ci95", "_n")]
+    records = []
+    for group, rows in df.groupby(list(by), sort=False):
+        record = dict(zip(by, group, strict=True))
+        record["n"] = len(rows)
+        for m in metrics:
+            mean, half, count = interval95(rows[m].to_numpy(dtype=float))
+            record.update({m: mean, f"{m}_ci95": half, f"{m}_n": count})
+        records.append(record)
+    table = pd.DataFrame.from_records(records, columns=columns)
+    orders = orders or {}
+    keys = {c: rank_key(orders.get(c, ("*",))) for c in by}
+    ordered = sorted(range(len(table)), key=lambda i: tuple(keys[c](table.at[i, c]) for c in by))
+    table = table.iloc[ordered].reset_index(drop=True)
+    for count in ["n"] + [f"{m}_n" for m in metrics]:
+        table[count] = table[count].astype(int)
+    return table
+
+
+def table1(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -> pd.DataFrame:
+    """Method × test set, every method but the ablations (paper Table 1). Columns: set, method, n, metrics."""
+    rows = df[~df["method"].map(is_ablation)]
+    return summarize(rows, ["set", "method"], metrics, {"set": SET_ORDER, "method": METHOD_ORDER})
+
+
+def table3(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -> pd.DataFrame:
+    """The ablations and full VCN, per test set that has an ablation (paper Table 3). Columns as ``table1``."""
+    ablation = df["method"].map(is_ablation)
+    sets = set(df.loc[ablation, "set"])
+    rows = df[(ablation | (df["method"] == "vcn")) & df["set"].isin(sets)]
+    return summarize(rows, ["set", "method"], metrics, {"set": SET_ORDER, "method": ABLATION_ORDER})
+
+
+def robustness(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -> pd.DataFrame:
+    """Method × corruption pattern per set (paper Fig. 7 as numbers). Columns: set, pattern, method, n, metrics.
+
+    Rows without a pattern are left out.
+    """
+    rows = df[df["pattern"] != ""]
+    orders = {"set": SET_ORDER, "pattern": PATTERN_ORDER, "method": ALL_METHOD_ORDER}
+    return summarize(rows, ["set", "pattern", "method"], metrics, orders)
+
+
+def _bin_labels(width: int) -> list[str]:
+    return [f"{lo}-{min(lo + width, 100)}%" for lo in range(0, 100, width)]
+
+
+def area_bins(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS, width: int = 10) -> pd.DataFrame:
+    """Method × damaged-area bin per set. Columns: set, area_bin, method, n, metrics.
+
+    Bins are ``[lo, lo + width)`` percent of damaged pixels (the last one closed at 100%); only bins with
+    samples appear. Rows without ``mask_area`` are left out.
+    """
+    if not 1 <= width <= 100:
+        raise BlindbenchError(f"area bin width must be 1..100 percent, got {width}")
+    labels = _bin_labels(width)
+    rows = df[df["mask_area"].notna()].copy()
+    # round first so 0.3 (= 30%) stored as 0.30000000000000004 or 0.29999999999999999 lands in the 30-40% bin
+    index = np.floor(np.round(rows["mask_area"].to_numpy(dtype=float) * 100, 9) / width).astype(int)
+    rows["area_bin"] = [labels[i] for i in np.clip(index, 0, len(labels) - 1)]
+    orders = {"set": SET_ORDER, "area_bin": labels, "method": ALL_METHOD_ORDER}
+    return summarize(rows, ["set", "area_bin", "method"], metrics, orders)
+
+
+def add_paper(table: pd.DataFrame, paper: dict[tuple[str, str], tuple]) -> pd.DataFrame:
+    """Add ``paper_bce``, ``paper_psnr``, ``paper_ssim`` columns (NaN where the paper has no number)."""
+    table = table.copy()
+    for i, name in enumerate(PAPER_METRICS):
+        values = []
+        for method, set_name in zip(table["method"], table["set"], strict=True):
+            value = paper.get((method, set_name), (None,) * len(PAPER_METRICS))[i]
+            values.append(math.nan if value is None else float(value))
+        table[f"paper_{name}"] = pd.Series(values, index=table.index, dtype=float)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _decimals_of(column: str, extra: int) -> int | None:
+    """Decimals for a table column, None for counts and labels."""
+    base = column.removeprefix("paper_").removesuffix("_ci95")
+    return DECIMALS[base] + extra if base in DECIMALS else None
+
+
+def _fmt(value: float, decimals: int) -> str:
+    if value is None or math.isnan(value):
+        return ""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def format_table(table: pd.DataFrame, extra_decimals: int = 0) -> pd.DataFrame:
+    """Every cell as text: metric means and intervals with fixed decimals, missing values empty."""
+    out = pd.DataFrame(index=table.index)
+    for column in table.columns:
+        decimals = _decimals_of(column, extra_decimals)
+        if decimals is None:
+            out[column] = table[column].astype(str)
+        else:
+            out[column] = [_fmt(v, decimals) for v in table[column].astype(float)]
+    return out
+
+
+def _table_metrics(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c in METRICS]
+
+
+def to_markdown(table: pd.DataFrame, extra_decimals: int = 0) -> str:
+    """A summary table as markdown: cells ``mean ± half-width``, ``–`` when missing, ``(n=k)`` when a metric has
+    fewer values than the group; ``paper_*`` columns become one ``paper`` column (``a / b / c``).
+    """
+    metrics = _table_metrics(table)
+    labels = list(table.columns[: list(table.columns).index("n")])  # the grouping columns lead
+    paper = [f"paper_{m}" for m in PAPER_METRICS if f"paper_{m}" in table.columns and m in metrics]
+    header = [*labels, "n", *(LABELS[m] for m in metrics)]
+    align = ["---"] * len(labels) + ["---:"] * (1 + len(metrics))
+    if paper:
+        header.append("paper " + " / ".join(LABELS[c.removeprefix("paper_")].split()[0] for c in paper))
+        align.append("---:")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for _, row in table.iterrows():
+        cells = [str(row[c]) for c in labels] + [str(int(row["n"]))]
+        for m in metrics:
+            decimals = DECIMALS[m] + extra_decimals
+            mean, half, count = row[m], row[f"{m}_ci95"], int(row[f"{m}_n"])
+            if count == 0:
+                cells.append("–")
+                continue
+            cell = _fmt(mean, decimals)
+            if count > 1:
+                cell += f" ± {_fmt(half, decimals)}"
+            if count != int(row["n"]):
+                cell += f" (n={count})"
+            cells.append(cell)
+        if paper:
+            values = [_fmt(row[c], DECIMALS[c.removeprefix("paper_")]) or "–" for c in paper]
+            cells.append("–" if all(v == "–" for v in values) else " / ".join(values))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _plain_cell(value, float_format: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return format(value, float_format) if isinstance(value, float) else str(value)
+
+
+def _plain_markdown(rows: list[dict]) -> str:
+    """Markdown for free-form rows (Table 2): floats with 4 significant digits, numbers right-aligned."""
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    numeric = [all(isinstance(r.get(c), int | float) for r in rows if r.get(c) is not None) for c in columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---:" if k else "---" for k in numeric) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_plain_cell(row.get(c), ".4g") or "–" for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _plain_csv(rows: list[dict]) -> bytes:
+    """CSV for free-form rows: floats with 6 decimals (as ``blindbench study score``), None as empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(c for r in rows for c in r)), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: _plain_cell(v, ".6f") for k, v in row.items()} for row in rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue().encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command
+
+
+TITLES = {
+    "table1": "Table 1: methods × test sets",
+    "table3": "Table 3: ablations",
+    "robustness": "Robustness: methods × corruption patterns",
+    "area_bins": "Methods × damaged area",
+    "table2": "Table 2: user study",
+}
+FOOTNOTE = "mean ± 95% interval half-width t(0.975, n−1)·s/√n over the test images; – = no value."
+
+
+def _parse_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _study_table(cfg: TablesConfig) -> tuple[list[dict], str]:
+    """Table 2 rows from the user study, and their markdown (the study's own layout when it offers one)."""
+    from blindbench import study  # another command's package; imported only when asked for
+
+    rows = list(study.table2_rows(cfg.study, cfg.answers or None))
+    markdown = getattr(study, "table2_markdown", _plain_markdown)
+    return rows, markdown(rows) if rows else ""
+
+
+def run_tables(cfg: TablesConfig) -> dict[str, Path]:
+    """Write table1/table3/robustness/area_bins CSVs (table2 with ``--study``), ``tables.md`` and the resolved
+    config to ``cfg.out`` (default ``cfg.runs``), atomically, and print the markdown.
+
+    Returns:
+        Table name → written path, plus ``markdown`` (tables.md) and ``config`` (tables.config.json).
+    """
+    if not cfg.runs:
+        raise BlindbenchError("give --runs DIR, the folder of eval runs")
+    if cfg.extra_decimals < 0:
+        raise BlindbenchError(f"--extra-decimals must be ≥ 0, got {cfg.extra_decimals}")
+    metrics = _check_metrics(_parse_list(cfg.metrics))
+    df = load_runs(cfg.runs)
+    out = Path(cfg.out or cfg.runs)
+    tables = {
+        "table1": table1(df, metrics),
+        "table3": table3(df, metrics),
+        "robustness": robustness(df, metrics),
+        "area_bins": area_bins(df, metrics, cfg.area_bin),
+    }
+    if cfg.paper:
+        tables["table1"] = add_paper(tables["table1"], PAPER_TABLE1)
+        tables["table3"] = add_paper(tables["table3"], PAPER_TABLE3)
+    written: dict[str, Path] = {}
+    sections = []
+    for name, table in tables.items():
+        path = out / TABLE_FILES[name]
+        atomic_write_bytes(path, _csv_bytes(format_table(table, cfg.extra_decimals)))
+        written[name] = path
+        body = to_markdown(table, cfg.extra_decimals) if len(table) else "(no rows)"
+        sections.append(f"## {TITLES[name]} ({TABLE_FILES[name]})\n\n{body}")
+    if cfg.study:
+        rows, markdown = _study_table(cfg)
+        if rows:
+            path = out / TABLE_FILES["table2"]
+            atomic_write_bytes(path, _plain_csv(rows))
+            written["table2"] = path
+            sections.insert(1, f"## {TITLES['table2']} ({TABLE_FILES['table2']})\n\n{markdown}")
+        else:
+            sections.insert(1, f"## {TITLES['table2']}\n\n(no answers in {cfg.study})")
+    text = "\n\n".join(sections) + f"\n\n{FOOTNOTE}\n"
+    written["markdown"] = out / "tables.md"
+    atomic_write_bytes(written["markdown"], text.encode("utf-8"))
+    written["config"] = out / "tables.config.json"
+    atomic_write_bytes(written["config"], (json.dumps(asdict(cfg), indent=2) + "\n").encode("utf-8"))
+    print(text, end="")
+    return written

@@ -1,0 +1,481 @@
+"""The user study (issue #6): sheets, the answer page (API and a real browser), Table 2 scoring, bad input."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blindbench.errors import BlindbenchError
+from blindbench.imageio import read_image, write_image
+from blindbench.study import (
+    AnswerStore,
+    StudyMakeConfig,
+    StudyScoreConfig,
+    StudyServeConfig,
+    StudyServer,
+    binomial_p_two_sided,
+    load_key,
+    load_study,
+    make_study,
+    read_answer_store,
+    run_study_score,
+    table2_rows,
+    wilson_interval,
+)
+from blindbench.study.answers import DuplicateAnswer
+from blindbench.study.sheets import draw_questions
+
+SAMPLE_COLUMNS = ("method", "model", "checkpoint", "set", "key", "pattern", "mask_area", "bce", "psnr", "ssim",
+                  "psnr_y", "ssim_y", "iou", "f1", "ap")  # fmt: skip
+METHODS = ("vcn", "ca", "gmc", "pc")
+SETS = ("ffhq-mini", "places-mini")
+KEYS = [f"{i:06d}" for i in range(5)]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def _write_run(folder: Path, method: str, sets: tuple[str, ...], save_images: bool = True, inputs: bool = False):
+    rows = []
+    for s, set_name in enumerate(sets):
+        for k, key in enumerate(KEYS):
+            rows.append(
+                {c: 0 for c in SAMPLE_COLUMNS} | {"method": method, "model": method, "set": set_name, "key": key}
+            )
+            rng = np.random.default_rng([METHODS.index(method) if method in METHODS else 9, s, k])
+            if save_images:
+                write_image(folder / "images" / f"{key}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+            if inputs:
+                write_image(folder / "inputs" / f"{key}.png", np.full((8, 8, 3), 40 * k, dtype=np.uint8))
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "samples.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SAMPLE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eval runs as the eval step writes them: vcn (with inputs) on both sets plus an extra set, 3 opponents,
+    and a run that saved no images."""
+    root = tmp_path_factory.mktemp("runs")
+    _write_run(root / "vcn-main", "vcn", SETS, inputs=True)
+    _write_run(root / "vcn-extra", "vcn", ("extra-set",))  # no opponent ran on it: left out by default
+    for method in METHODS[1:]:
+        _write_run(root / f"{method}-main", method, SETS)
+    _write_run(root / "oracle", "oracle-telea", SETS, save_images=False)
+    return root
+
+
+def _make(runs: Path, out: Path, **options) -> Path:
+    defaults = {"against": "ca,gmc", "sheets": 4, "pairs": 6, "seed": 3}
+    return make_study(StudyMakeConfig(runs=str(runs), out=str(out), **(defaults | options)))
+
+
+def _sheet_rows(study: Path) -> list[dict]:
+    with open(study / "sheets.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _key_rows(study: Path) -> list[dict]:
+    return json.loads((study / "key.json").read_text())["questions"]
+
+
+# ------------------------------------------------------------------------------------------------------- sheets
+
+
+def test_make_is_deterministic_per_seed(runs: Path, tmp_path: Path) -> None:
+    a, b = _make(runs, tmp_path / "a"), _make(runs, tmp_path / "b")
+    for name in ("sheets.csv", "key.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    images = sorted(p.relative_to(a) for p in (a / "images").iterdir())
+    assert images == sorted(p.relative_to(b) for p in (b / "images").iterdir())
+    assert all((a / p).read_bytes() == (b / p).read_bytes() for p in images)
+    other = _make(runs, tmp_path / "c", seed=4)
+    assert (other / "key.json").read_bytes() != (a / "key.json").read_bytes()
+    assert not list(tmp_path.glob(".*tmp"))  # nothing left behind by the atomic rename
+
+
+def test_sheets_are_balanced_and_the_key_is_right(runs: Path, tmp_path: Path) -> None:
+    study = _make(runs, tmp_path / "s", sheets=4, pairs=6)
+    manifest = json.loads((study / "study.json").read_text())
+    assert manifest["sets"] == list(SETS) and manifest["opponents"] == ["ca", "gmc"]  # extra-set left out
+    sheet_rows, key_rows = _sheet_rows(study), _key_rows(study)
+    assert len(sheet_rows) == len(key_rows) == 24
+    assert [(int(r["sheet"]), int(r["question"])) for r in sheet_rows] == [
+        (s, q) for s in range(1, 5) for q in range(1, 7)
+    ]
+    cells = Counter((r["set"], r["opponent"]) for r in key_rows)
+    assert set(cells.values()) == {6}  # 24 questions over 4 cells
+    for sheet in range(1, 5):
+        per_sheet = Counter((r["set"], r["opponent"]) for r in key_rows if r["sheet"] == sheet)
+        assert len(per_sheet) == 4 and max(per_sheet.values()) - min(per_sheet.values()) <= 1
+    for r in key_rows:  # the files the page shows carry no method name; the pixels are the key's methods'
+        row = sheet_rows[key_rows.index(r)]
+        assert "vcn" not in row["left"] + row["right"] and {r["left"], r["right"]} == {"vcn", r["opponent"]}
+        for side in ("left", "right"):
+            source = runs / r[f"{side}_run"] / "images" / f"{r['key']}.png"
+            assert np.array_equal(read_image(study / row[side]), read_image(source))
+        assert row["input"] and np.array_equal(
+            read_image(study / row["input"]), read_image(runs / "vcn-main" / "inputs" / f"{r['key']}.png")
+        )
+    assert len(manifest["participants"]) == 4 and manifest["participants"][0] == {"id": "p01", "sheet": 1}
+
+
+@pytest.mark.parametrize("n_sets,n_opponents", [(3, 4), (1, 3), (2, 1)])
+def test_sides_are_not_confounded_with_method(n_sets: int, n_opponents: int) -> None:
+    cells = [(f"set{s}", f"opp{o}") for s in range(n_sets) for o in range(n_opponents)]
+    candidates = {cell: [f"{i:03d}" for i in range(50)] for cell in cells}
+    questions = draw_questions(cells, candidates, sheets=12, pairs=40, seed=7)
+    assert len(questions) == 480
+    left = Counter((q["set"], q["opponent"]) for q in questions if q["method_left"])
+    every = Counter((q["set"], q["opponent"]) for q in questions)
+    assert max(every.values()) - min(every.values()) <= 1
+    for cell in cells:  # per cell (so per opponent and per set): the method is on the left half the time
+        assert abs(2 * left[cell] - every[cell]) <= 1
+    for sheet in range(1, 13):
+        sides = [q["method_left"] for q in questions if q["sheet"] == sheet]
+        assert abs(2 * sum(sides) - len(sides)) <= 2
+        keys = Counter((q["set"], q["opponent"], q["key"]) for q in questions if q["sheet"] == sheet)
+        assert max(keys.values()) == 1  # 50 samples per cell: no pair twice on a sheet
+    assert draw_questions(cells, candidates, sheets=12, pairs=40, seed=7) == questions
+
+
+def test_printable_sheets(runs: Path, tmp_path: Path) -> None:
+    study = _make(runs, tmp_path / "s", html=True, show_input=False)
+    pages = sorted((study / "print").glob("sheet-*.html"))
+    assert [p.name for p in pages] == ["sheet-01.html", "sheet-02.html", "sheet-03.html", "sheet-04.html"]
+    text = pages[0].read_text()
+    assert text.count("<section>") == 6 and "../images/s01q01-left.png" in text and "http" not in text
+    assert all(not r["input"] for r in _sheet_rows(study))
+
+
+# -------------------------------------------------------------------------------------------------------- score
+
+
+# Golden values from scipy 1.x: r = scipy.stats.binomtest(k, n); r.pvalue, r.proportion_ci(method="wilson")
+GOLDEN = {
+    (7, 10): (0.34375, 0.39677814746114526, 0.892208732593699),
+    (5, 10): (1.0, 0.236593090512564, 0.7634069094874361),
+    (10, 10): (0.001953125, 0.7224672001371109, 1.0),
+    (0, 10): (0.001953125, 0.0, 0.27753279986288926),
+    (17, 20): (0.0025768280029296875, 0.6395811352592431, 0.9476312541037835),
+    (5, 20): (0.04138946533203125, 0.11186170140766571, 0.468700877618744),
+}
+
+
+def test_wilson_and_exact_binomial_golden() -> None:
+    # By hand, 7/10: z² = 3.841459, centre (0.7 + z²/20) / (1 + z²/10) = 0.644493,
+    # half-width z / (1 + z²/10) · sqrt(0.21/10 + z²/400) = 0.247716 → (0.3968, 0.8922); p = 2·176/1024.
+    assert wilson_interval(7, 10) == pytest.approx((0.3968, 0.8922), abs=1e-4)
+    assert binomial_p_two_sided(7, 10) == 2 * 176 / 1024
+    for (k, n), (p, low, high) in GOLDEN.items():
+        assert binomial_p_two_sided(k, n) == pytest.approx(p, rel=1e-12)
+        assert wilson_interval(k, n) == pytest.approx((low, high), abs=1e-12)
+    with pytest.raises(ValueError, match="0 ≤ k ≤ n"):
+        wilson_interval(3, 2)
+
+
+def _answers_for(study: Path, shares: dict[tuple[str, str], int]) -> list[dict]:
+    """Answers (sheet, question, choice) preferring vcn in exactly shares[cell] questions of each cell."""
+    taken: Counter = Counter()
+    answers = []
+    for r in _key_rows(study):
+        cell = (r["set"], r["opponent"])
+        want_vcn = taken[cell] < shares[cell]
+        taken[cell] += 1
+        vcn_side = "left" if r["left"] == "vcn" else "right"
+        other = "right" if vcn_side == "left" else "left"
+        answers.append({"sheet": r["sheet"], "question": r["question"], "choice": vcn_side if want_vcn else other})
+    return answers
+
+
+def test_score_gives_the_known_shares(runs: Path, tmp_path: Path, capsys) -> None:
+    study = _make(runs, tmp_path / "s", sheets=4, pairs=10)  # 40 questions, 10 per cell
+    shares = {("ffhq-mini", "ca"): 7, ("ffhq-mini", "gmc"): 5, ("places-mini", "ca"): 10, ("places-mini", "gmc"): 0}
+    answers = _answers_for(study, shares)
+    exported = tmp_path / "form.csv"
+    with open(exported, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["sheet", "question", "choice"])
+        writer.writeheader()
+        writer.writerows(answers)
+    rows = table2_rows(study, exported)
+    expected = [*((s, o, shares[(s, o)], 10) for s, o in shares), ("all", "ca", 17, 20), ("all", "gmc", 5, 20)]
+    assert [(r["set"], r["opponent"], r["preferred"], r["n"]) for r in rows] == expected
+    for r in rows:
+        p, low, high = GOLDEN[(r["preferred"], r["n"])]
+        assert r["share"] == r["preferred"] / r["n"] and r["method"] == "vcn"
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((low, high), abs=1e-12)
+        assert r["p_value"] == pytest.approx(p, rel=1e-12)
+
+    # The same answers given through the page's store score the same; score writes table2.csv and markdown.
+    store = AnswerStore(load_study(study))
+    for a in answers:
+        store.record(f"p{a['sheet']:02d}", a["question"], a["choice"])
+    assert table2_rows(study) == rows
+    capsys.readouterr()
+    assert run_study_score(StudyScoreConfig(study=str(study))) == rows
+    out = capsys.readouterr().out
+    assert "| ffhq-mini | ca | 70.0% | 10 | 39.7–89.2% | 0.344 |" in out
+    with open(study / "table2.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    first = {"set": "ffhq-mini", "method": "vcn", "opponent": "ca", "n": "10", "preferred": "7", "share": "0.700000",
+             "ci_low": "0.396778", "ci_high": "0.892209", "p_value": "0.343750"}  # fmt: skip
+    assert written[0] == first
+
+
+# ------------------------------------------------------------------------------------------------------- server
+
+
+def _request(url: str, body: dict | None = None, content_type: str = "application/json") -> tuple[int, dict | bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, raw, kind = response.status, response.read(), response.headers.get_content_type()
+    except urllib.error.HTTPError as exc:
+        status, raw, kind = exc.code, exc.read(), exc.headers.get_content_type()
+    return status, json.loads(raw) if kind == "application/json" else raw
+
+
+def test_server_api(runs: Path, tmp_path: Path) -> None:
+    study = _make(runs, tmp_path / "s", sheets=2, pairs=3, participants=3)
+    assert StudyServeConfig().host == "127.0.0.1"
+    with StudyServer(study, port=0).start() as server:
+        assert server.host == "127.0.0.1"
+        base = server.url
+        status, page = _request(base)
+        assert status == 200 and b"<script>" in page and b"http" not in page.replace(b"http-equiv", b"")
+        with urllib.request.urlopen(base, timeout=10) as response:
+            assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+        status, state = _request(base + "api/state?participant=p03")  # third participant: sheet 1 again
+        assert status == 200 and state["sheet"] == 1 and state["answered"] == 0 and state["total"] == 3
+        assert state["question"]["question"] == 1 and state["question"]["input"].startswith("/images/")
+        status, image = _request(base + state["question"]["left"].lstrip("/"))
+        assert status == 200 and image[:8] == b"\x89PNG\r\n\x1a\n"
+        for private in ("key.json", "study.json", "sheets.csv", "answers.sqlite", "images/../key.json", "images/"):
+            assert _request(base + private)[0] == 404, private
+
+        answer = {"participant": "p03", "question": 1, "choice": "right", "elapsed_ms": 900}
+        status, reply = _request(base + "api/answer", answer)
+        assert status == 200 and reply["state"]["answered"] == 1 and reply["state"]["question"]["question"] == 2
+        status, reply = _request(base + "api/answer", answer)
+        assert status == 409 and reply["error"] == "participant p03 already answered question 1"
+        for bad, code, message in [
+            ({**answer, "participant": "p99"}, 404, "unknown participant id 'p99'"),
+            ({**answer, "question": 7}, 404, "sheet 1 has no question 7"),
+            ({**answer, "question": "2"}, 404, "sheet 1 has no question '2'"),
+            ({**answer, "question": 2, "choice": "middle"}, 400, "choice must be 'left' or 'right'"),
+        ]:
+            status, reply = _request(base + "api/answer", bad)
+            assert status == code and reply["error"].startswith(message) and "\n" not in reply["error"]
+        assert _request(base + "api/answer", answer, content_type="text/plain")[0] == 415
+        assert _request(base + "api/state?participant=nobody")[0] == 404
+    stored = read_answer_store(study / "answers.sqlite")
+    assert [(a.participant, a.sheet, a.question, a.choice) for a in stored] == [("p03", 1, 1, "right")]
+
+
+def test_serve_command_prints_url_and_stops_on_ctrl_c(runs: Path, tmp_path: Path) -> None:
+    study = _make(runs, tmp_path / "s", sheets=1, pairs=2)
+    code = (
+        "from blindbench.study import StudyServeConfig, run_study_serve\n"
+        f"run_study_serve(StudyServeConfig(study={str(study)!r}, port=0))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().split(" at ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        assert process.stdout.readline().startswith(f"  participant links: {url}?p=p01")
+        assert _request(url + "api/answer", {"participant": "p01", "question": 2, "choice": "left"})[0] == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0, process.stderr.read()
+        out = process.stdout.read()
+    finally:
+        process.kill()
+        process.stdout.close()
+        process.stderr.close()
+    assert out == f"p01 sheet 1 question 2: left\nstopped; 1 answers in {study / 'answers.sqlite'}\n"
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+
+def _one_line(excinfo: pytest.ExceptionInfo) -> None:
+    assert "\n" not in str(excinfo.value)
+
+
+def test_bad_input_is_one_line_error(runs: Path, tmp_path: Path) -> None:
+    study = _make(runs, tmp_path / "s", sheets=2, pairs=2)
+    store = AnswerStore(load_study(study))
+    store.record("p01", 1, "left")
+    with pytest.raises(DuplicateAnswer, match="participant p01 already answered question 1") as e:
+        store.record("p01", 1, "right")
+    _one_line(e)
+
+    # A port in use.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BlindbenchError, match=f"port {port} on 127.0.0.1 is in use; pick another") as e:
+            StudyServer(study, port=port)
+        _one_line(e)
+
+    # A tampered sheet: swapping two sides changes sheets.csv's sha256 recorded in study.json and key.json.
+    original = (study / "sheets.csv").read_text()
+    (study / "sheets.csv").write_text(original.replace("-left.png", "-tmp.png").replace("-right.png", "-left.png"))
+    for action in (lambda: StudyServer(study, port=0), lambda: table2_rows(study)):
+        with pytest.raises(BlindbenchError, match=r"sheets\.csv was changed after `study make`") as e:
+            action()
+        _one_line(e)
+    (study / "sheets.csv").write_text(original)
+
+    # A changed image.
+    image = study / _sheet_rows(study)[0]["left"]
+    saved = image.read_bytes()
+    image.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))
+    with pytest.raises(BlindbenchError, match="study image .*s01q01-left.png was changed") as e:
+        StudyServer(study, port=0)
+    _one_line(e)
+    image.write_bytes(saved)
+
+    # A key for other sheets, then a missing key.
+    key = json.loads((study / "key.json").read_text())
+    (study / "key.json").write_text(json.dumps(key | {"sheets_sha256": "0" * 64}))
+    with pytest.raises(BlindbenchError, match="was made for other sheets") as e:
+        load_key(load_study(study))
+    (study / "key.json").unlink()
+    with pytest.raises(BlindbenchError, match="answer key not found: .*key.json") as e:
+        table2_rows(study)
+    _one_line(e)
+
+    # Answers that name no question, or a bad choice, in an exported CSV; no answers at all.
+    (study / "key.json").write_text(json.dumps(key))
+    form = tmp_path / "form.csv"
+    form.write_text("sheet,question,choice\n1,1,left\n2,9,right\n")
+    with pytest.raises(BlindbenchError, match="form.csv: sheet 2 has no question 9"):
+        table2_rows(study, form)
+    form.write_text("sheet,question,choice\n1,1,up\n")
+    with pytest.raises(BlindbenchError, match="form.csv line 2: need integer sheet and question, choice left/right"):
+        table2_rows(study, form)
+    (study / "answers.sqlite").unlink()
+    with pytest.raises(BlindbenchError, match="no answers: .*answers.sqlite not found"):
+        table2_rows(study)
+
+
+def test_bad_make_options_are_one_line_errors(runs: Path, tmp_path: Path) -> None:
+    cases = [
+        ({"method": "vnc"}, "no saved images for method 'vnc' under .*; did you mean 'vcn'"),
+        ({"against": "ca,gcm"}, "no saved images for opponent 'gcm' .*did you mean 'gmc'"),
+        ({"against": "oracle-telea"}, "no saved images for opponent 'oracle-telea'"),
+        ({"sets": "extra-set"}, "no sample of set 'extra-set' has saved images from both vcn and ca"),
+        ({"against": "vcn,ca"}, "--against must list distinct methods other than 'vcn'"),
+        ({"pairs": 0}, "need --sheets ≥ 1, --pairs ≥ 1"),
+    ]
+    for options, message in cases:
+        with pytest.raises(BlindbenchError, match=message) as e:
+            _make(runs, tmp_path / "s", **options)
+        _one_line(e)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(BlindbenchError, match="no eval runs under"):
+        _make(tmp_path, tmp_path / "s")
+    _make(runs, tmp_path / "s")
+    with pytest.raises(BlindbenchError, match="study folder already exists and is not empty"):
+        _make(runs, tmp_path / "s")
+
+
+# ------------------------------------------------------------------------------------------------------ browser
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("playwright") is None or not CHROMIUM.exists(),
+    reason="needs playwright (pip, dev extra) and /usr/bin/chromium (apt); `make test` installs both",
+)
+def test_study_in_a_real_browser(runs: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    study = _make(runs, tmp_path / "s", sheets=2, pairs=4)
+    with StudyServer(study, port=0).start() as server, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            requested: list[str] = []
+            page.on("request", lambda r: requested.append(r.url))
+
+            def answered(n: int, state: str = "ready") -> None:
+                page.wait_for_selector(f"body[data-answered='{n}'][data-state='{state}']", timeout=10_000)
+
+            page.goto(server.participant_url("p01"))
+            answered(0)
+            assert page.text_content("#count") == "Question 1 of 4 (0 answered)"
+            assert page.evaluate("document.getElementById('left-img').naturalWidth") == 8
+            assert page.is_visible("#input-img")
+            page.click("#left")  # by click
+            answered(1)
+            page.keyboard.press("ArrowRight")  # by key
+            answered(2)
+            page.reload()  # resume where the participant was
+            answered(2)
+            assert page.text_content("#count") == "Question 3 of 4 (2 answered)"
+            assert page.get_attribute("body", "data-question") == "3"
+            page.keyboard.press("1")
+            answered(3)
+            page.click("#right")
+            answered(4, "done")
+            assert page.is_visible("#done") and not page.is_visible("#study")
+            page.reload()
+            answered(4, "done")
+
+            page.goto(server.url + "?p=nobody")  # an unknown id is refused; the form asks again
+            page.wait_for_selector("body[data-state='login']")
+            assert "unknown participant id 'nobody'" in page.text_content("#error")
+            page.fill("#pid", "p02")
+            page.press("#pid", "Enter")
+            answered(0)
+            page.keyboard.press("ArrowLeft")
+            answered(1)
+            assert page.url.endswith("?p=p02")
+            assert all(url.startswith(server.url) for url in requested), requested  # nothing external
+        finally:
+            browser.close()
+
+    stored = [(a.participant, a.question, a.choice) for a in read_answer_store(study / "answers.sqlite")]
+    assert stored == [
+        ("p01", 1, "left"),
+        ("p01", 2, "right"),
+        ("p01", 3, "left"),
+        ("p01", 4, "right"),
+        ("p02", 1, "left"),
+    ]
+    key = load_key(load_study(study))
+    expected: Counter = Counter()
+    for participant, question, choice in stored:
+        entry = key[(int(participant[1:]), question)]
+        expected[(entry.set, entry.opponent, "n")] += 1
+        expected[(entry.set, entry.opponent, "k")] += (entry.left if choice == "left" else entry.right) == "vcn"
+    rows = {(r["set"], r["opponent"]): r for r in table2_rows(study) if r["set"] != "all"}
+    for (set_name, opponent), row in rows.items():
+        assert (row["n"], row["preferred"]) == (
+            expected[(set_name, opponent, "n")],
+            expected[(set_name, opponent, "k")],
+        )
+    assert sum(r["n"] for r in rows.values()) == 5
