@@ -249,8 +249,15 @@ def run_demo(cfg: DemoConfig) -> None:
     _print_set_summary(cfg.set)
     print(f"== 3/5 train a small VCN on photos-train ({cfg.train_steps} steps on {_device_name()})")
     run_dir = _demo_train(cfg)
-    print(f"== 4/5 eval the demo VCN and the reference rows on {cfg.set}")
-    _demo_eval(cfg, run_dir)
+    print(f"== 4/5 eval the demo VCN and the reference rows on {cfg.set}; tables; comparison figure")
+    runs = _demo_eval(cfg, run_dir)
+    from blindbench.compare import run_compare
+    from blindbench.tables import run_tables
+
+    run_tables(TablesConfig(runs=str(runs)))
+    run_compare(CompareConfig(runs=str(runs), set=cfg.set))
+    print("== 5/5 blind inpainting of a photo the model never saw (held-out test source, text written over it)")
+    _demo_inpaint(run_dir)
 
 
 def _device_name() -> str:
@@ -308,9 +315,36 @@ def _demo_eval(cfg: DemoConfig, run_dir: Path) -> Path:
     runs = data_root() / "evals" / "demo"
     for model, checkpoint in (("vcn", str(run_dir)), ("input", ""), ("oracle-telea", "")):
         eval_cfg = EvalConfig(model=model, checkpoint=checkpoint, set=cfg.set, out=str(runs / model),
-                              save_images=model == "vcn")  # fmt: skip
+                              save_images=model != "input")  # fmt: skip
         print(summary_line(eval_cfg, run_eval(eval_cfg)))
     return runs
+
+
+def _demo_inpaint(run_dir: Path) -> Path:
+    """Write text over a held-out photo at its own (non-square) size, restore it blind, save before/after."""
+    import numpy as np
+
+    from blindbench.corpus import shrink
+    from blindbench.corruption import Recipe, apply, sample_params
+    from blindbench.figures import before_after
+    from blindbench.imageio import read_image, write_image
+    from blindbench.inpainting import InpaintConfig, run_inpaint
+
+    manifest = json.loads((Path(__file__).resolve().parent.parent / "manifests" / "photos.corpus.json").read_text())
+    source = next(s for s in manifest["sources"] if s["role"] == "clean" and s["split"] == "test")
+    clean = shrink(read_image(source["file"]), 384)
+    params = sample_params(np.random.default_rng(2020), Recipe(pattern="text"), clean.shape[:2])
+    damaged = apply(clean, None, params).input
+    folder = run_dir / "inpaint-demo"
+    write_image(folder / "damaged.png", damaged)
+    run_inpaint(InpaintConfig(inputs=(str(folder / "damaged.png"),), checkpoint=str(run_dir), out=str(folder / "out"),
+                              progress=False))  # fmt: skip
+    restored = read_image(folder / "out" / "damaged.png")
+    mask = read_image(folder / "out" / "damaged.mask.png")
+    png = before_after(damaged, mask, restored, clean, folder / "before-after.png",
+                       title=f"{source['id']} ({clean.shape[1]}x{clean.shape[0]}), never seen in training")
+    print(f"before/after: {png}")
+    return png
 
 
 def _print_set_summary(name: str) -> None:

@@ -111,7 +111,7 @@ def loss_curve(metrics_csv: str | os.PathLike[str], path: str | os.PathLike[str]
     import matplotlib.pyplot as plt
 
     series, stages = read_metrics_csv(metrics_csv)
-    losses = [n for n in ("loss", "bce", "l1", "adv") if n in series]
+    losses = [n for n in ("loss", "bce", "l1") if n in series]  # the WGAN term is signed: no log axis
     validation = [n for n in ("val_bce", "val_psnr") if n in series]
     fig, axes = plt.subplots(1, 1 + bool(validation), figsize=(5.5 * (1 + bool(validation)), 3.4), squeeze=False)
     ax = axes[0][0]
@@ -146,6 +146,43 @@ def loss_curve(metrics_csv: str | os.PathLike[str], path: str | os.PathLike[str]
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def before_after(
+    damaged: np.ndarray,
+    mask: np.ndarray,
+    restored: np.ndarray,
+    clean: np.ndarray | None,
+    path: str | os.PathLike[str],
+    title: str = "",
+) -> Path:
+    """One row: damaged input | predicted mask | restored (| original, when known), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("input", damaged), ("predicted mask", mask), ("restored", restored)]
+    if clean is not None:
+        panels.append(("original", clean))
+    height, width = damaged.shape[:2]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) * width / max(height, width) + 0.4,
+                                                       3.2 * height / max(height, width) + 0.6), squeeze=False)
+    for ax, (name, image) in zip(axes[0], panels, strict=True):
+        image = np.asarray(image)
+        grey = image.ndim == 2 or image.shape[-1] == 1
+        ax.imshow(image.squeeze(), cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="lanczos")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
