@@ -1,7 +1,9 @@
 """Training throughput (images/s) per model: one full step of each stage on synthetic 256² batches.
 
 Data loading is excluded (batches are random tensors already on the device), so the numbers measure the model,
-losses, critics and optimizer. Usage::
+losses, critics and optimizer. The reference, measured in the same run on the same batch, is the floor of any
+training step: the generator's forward pass, an L1 loss, its backward pass and an Adam step. The ratio
+floor / stage says how much the stage's extra work (mask BCE, critics, gradient penalties) costs. Usage::
 
     python benchmarks/train.py                         # every model, CPU (and CUDA when available)
     python benchmarks/train.py --models vcn gc --steps 2 --critic-steps 5 --vgg19 /path/vgg19.pth
@@ -51,6 +53,33 @@ def measure(name: str, stage: str, device: torch.device, args: argparse.Namespac
     return args.batch * args.steps / (time.perf_counter() - tic)
 
 
+def measure_floor(name: str, device: torch.device, args: argparse.Namespace) -> float:
+    """Images per second of forward + L1 + backward + Adam on the generator alone (the reference)."""
+    from blindbench.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, args.preset).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batch = synthetic_batch(args.batch, args.size, device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        out = model(batch["input"])
+        (out.image - batch["target"]).abs().mean().backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    tic = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return args.batch * args.steps / (time.perf_counter() - tic)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=model_names())
@@ -73,14 +102,20 @@ def main() -> None:
     print(f"training images/s, {args.preset} preset, {args.size}², batch {args.batch}, {args.steps} timed steps "
           f"after {args.warmup} warm-up, critic steps {args.critic_steps}, perceptual "
           f"{'on' if args.vgg19 else 'off'}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
-    header = "| model | device | " + " | ".join(f"{s} img/s" for s in args.stages) + " |"
+    from common import cpu_description
+
+    print(f"machine: {cpu_description()}\n")
+    header = ("| model | device | floor img/s | " + " | ".join(f"{s} img/s" for s in args.stages) + " | "
+              + " | ".join(f"{s} / floor" for s in args.stages) + " |")
     print(header)
-    print("|" + " --- |" * (2 + len(args.stages)))
+    print("|" + " --- |" * (3 + 2 * len(args.stages)))
     for device_name in devices:
         device = torch.device(device_name)
         for name in args.models:
+            floor = measure_floor(name, device, args)
             rates = [measure(name, stage, device, args) for stage in args.stages]
-            print(f"| {name} | {device_name} | " + " | ".join(f"{r:.2f}" for r in rates) + " |", flush=True)
+            print(f"| {name} | {device_name} | {floor:.2f} | " + " | ".join(f"{r:.2f}" for r in rates) + " | "
+                  + " | ".join(f"{r / floor:.2f}x" for r in rates) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -108,8 +108,12 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, alpha: np.ndarr
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes so that ``path`` either holds all of them or is untouched: temp file in the same folder, rename."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
+    """Write bytes so that ``path`` either holds all of them or is untouched: temp file in the same folder, rename.
+
+    ``durable`` also fsyncs the file before the rename; callers writing many small files may turn it off and
+    flush once for the lot (``os.sync()``).
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +124,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
