@@ -121,6 +121,7 @@ def shard_dataset(
     epoch: int = 0,
     shuffle_buffer: int = 0,
     partial: bool = True,
+    split_nodes: bool = True,
 ) -> wds.DataPipeline:
     """A WebDataset pipeline over ``urls``.
 
@@ -131,11 +132,15 @@ def shard_dataset(
         epoch: epoch number, mixed into the shuffles' seeds.
         shuffle_buffer: sample buffer shuffle size (0: none).
         partial: keep a last, smaller batch.
+        split_nodes: deal the shards to the distributed ranks (``$RANK`` of ``$WORLD_SIZE`` under torchrun);
+            False when one process must read them all, e.g. validation on rank 0 only.
     """
     stages: list = [wds.SimpleShardList(list(urls))]
     if seed is not None:
         stages.append(shuffle_shards(seed, epoch))
-    stages += [wds.split_by_node, wds.split_by_worker, wds.tarfile_to_samples(handler=_raise_shard_error)]
+    if split_nodes:
+        stages.append(wds.split_by_node)
+    stages += [wds.split_by_worker, wds.tarfile_to_samples(handler=_raise_shard_error)]
     if seed is not None and shuffle_buffer > 0:
         stages.append(shuffle_samples(shuffle_buffer, seed, epoch))
     stages.append(wds.map(decode_sample))

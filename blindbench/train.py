@@ -429,7 +429,8 @@ def validate(cfg: TrainConfig, model: nn.Module, runtime: Runtime) -> dict[str, 
     """Blind restoration of the first ``val_batches`` batches of ``val_set``, means over images.
 
     The official mask BCE (unweighted, from logits), PSNR and SSIM on [0, 1] images with the conventions of
-    ``blindbench.metrics``. ``model`` must be the plain module (not DDP): only the main process validates.
+    ``blindbench.metrics``. ``model`` must be the plain module (not DDP): only the main process validates, on
+    every shard of the set (not only its rank's share), so the numbers do not depend on the process count.
     """
     from blindbench.loader import shard_dataset, shard_urls
     from blindbench.metrics import mask_bce_from_logits, psnr, ssim
@@ -440,7 +441,7 @@ def validate(cfg: TrainConfig, model: nn.Module, runtime: Runtime) -> dict[str, 
     count = 0
     was_training = model.training
     model.eval()
-    for i, batch in enumerate(shard_dataset(shard_urls(spec), cfg.batch_joint)):
+    for i, batch in enumerate(shard_dataset(shard_urls(spec), cfg.batch_joint, split_nodes=False)):
         if i >= cfg.val_batches:
             break
         batch = resize_batch(batch, cfg.image_size)
@@ -475,6 +476,24 @@ def _finite(x: Tensor) -> bool:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
     return bool(flag)
+
+
+def _average_gradients(params: list[Tensor], world: int) -> None:
+    """Average the gradients of ``params`` over all ranks in one collective (for modules outside DDP).
+
+    SUM then divide: gloo has no ``ReduceOp.AVG`` before torch 2.8. Every rank must hold the same parameters
+    with gradients (true here: all ranks run the same critic graph).
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def _default_out(cfg: TrainConfig) -> Path:
@@ -614,10 +633,7 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if name == "critic" and self.runtime.world > 1:
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.AVG)
+            _average_gradients([p for group in opt.param_groups for p in group["params"]], self.runtime.world)
         scaler.step(opt)
         scaler.update()
 
@@ -743,6 +759,7 @@ class Trainer:
 def run_train(cfg: TrainConfig) -> Path:
     """Train as ``cfg`` says; returns the run folder (config.toml, metrics.csv, checkpoints/, samples/)."""
     run_dir, resume = _resolve_run_dir(cfg)
+    joined_before = torch.distributed.is_available() and torch.distributed.is_initialized()
     runtime = setup_runtime(cfg)
     try:
         if runtime.main:
@@ -751,6 +768,6 @@ def run_train(cfg: TrainConfig) -> Path:
         trainer = Trainer(cfg, runtime, run_dir)
         trainer.run(resume)
     finally:
-        if runtime.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        if not joined_before and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # only a group this call joined
     return run_dir
