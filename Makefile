@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# Real photographs for the embedded corpus (clean: wallpapers; fill: other photos). See blindbench/corpus.py.
+# Real photographs for the embedded corpus (clean: wallpapers; fill: other photos; see blindbench/corpus.py),
+# and chromium for the user-study page's real-browser test (driven by playwright from the dev extra).
 APT_PACKAGES := mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 plasma-workspace-wallpapers \
 	opencv-doc palapeli-data chromium
 

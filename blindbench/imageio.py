@@ -31,6 +31,32 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     return array.clip(0, 255).astype(np.uint8)
 
 
+def _exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag (1-8) of a file, 1 when there is none or it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an (H, W[, C]) array upright as EXIF ``orientation`` says (the same as PIL's ``exif_transpose``)."""
+    transpose = (1, 0) + tuple(range(2, array.ndim))
+    ops = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(transpose),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].transpose(transpose),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return ops.get(orientation, ops[1])(array)
+
+
 def read_image_rgba(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
     """Read an image file as uint8 RGB plus its alpha channel, if any.
 
@@ -50,9 +76,10 @@ def read_image_rgba(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
         # PIL truncates 16-bit colour to 8 bits; OpenCV keeps all 16, which we then round.
         deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
         if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
-            rgb = _to_uint8(cv2.cvtColor(deep[..., :3], cv2.COLOR_BGR2RGB))
-            alpha = _to_uint8(deep[..., 3]) if deep.shape[2] == 4 else None
-            return np.ascontiguousarray(rgb), alpha
+            orientation = _exif_orientation(path)
+            rgb = apply_orientation(_to_uint8(cv2.cvtColor(deep[..., :3], cv2.COLOR_BGR2RGB)), orientation)
+            alpha = apply_orientation(_to_uint8(deep[..., 3]), orientation) if deep.shape[2] == 4 else None
+            return np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha)
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
