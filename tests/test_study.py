@@ -479,3 +479,27 @@ def test_study_in_a_real_browser(runs: Path, tmp_path: Path) -> None:
             expected[(set_name, opponent, "k")],
         )
     assert sum(r["n"] for r in rows.values()) == 5
+
+
+def test_cli_study_score_and_tables_study_agree(runs: Path, tmp_path: Path, capsys) -> None:
+    """Through the real command line: make a study, score exported answers, and build table2.csv via tables."""
+    from blindbench.cli import main
+
+    study = tmp_path / "s"
+    assert main(["study", "make", "--runs", str(runs), "--against", "ca,gmc", "--sheets", "4", "--pairs", "10",
+                 "--seed", "3", "--out", str(study)]) == 0  # fmt: skip
+    shares = {("ffhq-mini", "ca"): 7, ("ffhq-mini", "gmc"): 5, ("places-mini", "ca"): 10, ("places-mini", "gmc"): 0}
+    exported = tmp_path / "form.csv"
+    with open(exported, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["sheet", "question", "choice"])
+        writer.writeheader()
+        writer.writerows(_answers_for(study, shares))
+    assert main(["study", "score", str(study), "--answers", str(exported)]) == 0
+    assert "| ffhq-mini | ca | 70.0% | 10 | 39.7–89.2% | 0.344 |" in capsys.readouterr().out
+    tables_out = tmp_path / "tables"
+    assert main(["tables", "--runs", str(runs), "--study", str(study), "--answers", str(exported),
+                 "--out", str(tables_out)]) == 0  # fmt: skip
+    assert "70.0%" in capsys.readouterr().out
+    assert (tables_out / "table2.csv").read_text() == (study / "table2.csv").read_text()
+    assert main(["study", "score", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("blindbench: error:")
