@@ -12,19 +12,16 @@ import sys
 import typing
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from blindbench.compare import CompareConfig
 from blindbench.errors import BlindbenchError
 from blindbench.evaluate import EvalConfig
 from blindbench.inpainting import InpaintConfig
+from blindbench.options import option as _option
 from blindbench.study.config import StudyMakeConfig, StudyScoreConfig, StudyServeConfig
 from blindbench.tables import TablesConfig
-
-
-def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
-    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -20,6 +20,7 @@ import numpy as np
 
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes, encode_png, read_image
+from blindbench.options import option as _option
 from blindbench.tables import ALL_METHOD_ORDER, load_runs, rank_key
 
 __all__ = ["CompareConfig", "Layout", "compose_comparison", "comparison_layout", "run_compare"]
@@ -32,10 +33,6 @@ TEXT = (0, 0, 0)
 BACKGROUND = 255
 # "input" scores the corrupted input as the output; the input column already shows it.
 NOT_BY_DEFAULT = ("input",)
-
-
-def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
-    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass(frozen=True)

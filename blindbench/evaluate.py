@@ -33,7 +33,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.options import option as _option
 from blindbench.paths import data_root
 
 REFERENCE_METHODS = ("input", "oracle-telea")
@@ -52,10 +53,6 @@ COLUMNS = (
 TELEA_RADIUS = 3
 # Float formatting of the CSV: enough digits that tables recomputed from it match to the printed precision.
 _FLOAT_DIGITS = 6
-
-
-def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
-    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,18 @@ COLUMN_TITLES = {
 }
 
 
+def _save_figure(fig, path: str | os.PathLike[str], dpi: int) -> Path:
+    """Lay out, render to PNG in memory, close, and write atomically."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
 def contact_sheet(rows: Sequence[dict], path: str | os.PathLike[str], title: str = "") -> Path:
     """Save a grid PNG: one row per sample (labelled with its pattern), columns input, M, M̃, N, target.
 
@@ -57,12 +69,7 @@ def contact_sheet(rows: Sequence[dict], path: str | os.PathLike[str], title: str
                 ax.set_ylabel(row["pattern"], fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return _save_figure(fig, path, dpi=80)
 
 
 def read_metrics_csv(path: str | os.PathLike[str]) -> tuple[dict[str, list[tuple[int, float]]], dict[str, int]]:
@@ -143,12 +150,7 @@ def loss_curve(metrics_csv: str | os.PathLike[str], path: str | os.PathLike[str]
             left.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return _save_figure(fig, path, dpi=90)
 
 
 def before_after(
@@ -180,9 +182,4 @@ def before_after(
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return _save_figure(fig, path, dpi=110)

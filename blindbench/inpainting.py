@@ -49,7 +49,7 @@ import sys
 import typing
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from torch import Tensor, nn
 from blindbench.checkpoint import load_model_from_checkpoint, unwrap
 from blindbench.errors import BlindbenchError, ConfigError, ImageReadError
 from blindbench.imageio import IMAGE_SUFFIXES, atomic_write_bytes, list_images, read_image_rgba
+from blindbench.options import option as _option
 
 DEVICES = ("auto", "cpu", "cuda")
 OVERLAY_COLOUR = (255, 0, 0)
@@ -67,10 +68,6 @@ OVERLAY_OPACITY = 0.5
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" conversion
 _PROBE_SIDE = 1024  # side of the meta-device probe; enough for 2**10 downsampling
 _FALLBACK_MULTIPLE = 32  # when a model cannot be probed (an op without a meta kernel)
-
-
-def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
-    return field(default=default, metadata={"help": help, **extra})
 
 
 def _type_ok(value: Any, kind: Any) -> bool:

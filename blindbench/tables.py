@@ -28,7 +28,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ import pandas as pd
 
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes
+from blindbench.options import option as _option
 
 __all__ = [
     "ABLATIONS",
@@ -120,10 +121,6 @@ TABLE_FILES = {
     "robustness": "robustness.csv",
     "area_bins": "area_bins.csv",
 }
-
-
-def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
-    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass(frozen=True)

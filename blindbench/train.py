@@ -27,7 +27,7 @@ import tomllib
 import typing
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,12 @@ from torch import Tensor, nn
 
 from blindbench.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, unwrap
 from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.options import option as _option
 from blindbench.paths import data_root
 
 STAGES = ("separate", "joint", "all")
 DEVICES = ("auto", "cpu", "cuda")
 SOURCES = ("shards", "stream")
-
-
-def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
-    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass(frozen=True)

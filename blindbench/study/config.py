@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-
-def _option(default, help: str, **extra):  # noqa: A002 - mirrors argparse
-    return field(default=default, metadata={"help": help, **extra})
+from blindbench.options import option as _option
 
 
 @dataclass(frozen=True)
