@@ -6,7 +6,8 @@ blur, noise, a pasted hole). scikit-image runs image by image on the uint8 array
 use_sample_covariance=False, data_range=255, channel_axis=-1)``); blindbench gets the float32 [0, 1] batch,
 rounding included in its time. Both are timed ``--repeats`` times, interleaved; the table shows the best run
 and the median (the CPU may be shared). Target: ≥ 5x faster at equal values (max |diff| ≤ 1e-5).
-Run: ``python benchmarks/metrics.py [--pairs 64] [--size 256] [--repeats 5]``.
+``--busy`` runs the timings beside one busy-looping process (a shared machine). Run:
+``python benchmarks/metrics.py [--pairs 64] [--size 256] [--repeats 5] [--busy]``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import argparse
 import io
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 import cv2
@@ -102,7 +105,18 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--busy", action="store_true", help="time beside a competing busy-looping process")
     args = parser.parse_args()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        report(args)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+
+
+def report(args: argparse.Namespace) -> None:
 
     clean, degraded = make_pairs(args.pairs, args.size)
     # contiguous (N, 3, H, W) float32 in [0, 1], the layout of the loader and of model outputs
@@ -110,7 +124,8 @@ def main() -> None:
     clean_t, degraded_t = to_tensor(clean), to_tensor(degraded)
     print(f"Machine: {machine()}")
     print(f"Load average at start: {load_average()}")
-    print(f"{args.pairs} pairs of {args.size}x{args.size} RGB, {args.repeats} interleaved repeats\n")
+    busy = ", beside one busy-looping process" if args.busy else ""
+    print(f"{args.pairs} pairs of {args.size}x{args.size} RGB, {args.repeats} interleaved repeats{busy}\n")
 
     run_blindbench(clean_t[:2], degraded_t[:2])  # warm-up
     times: dict[str, list[float]] = {"skimage": [], "blindbench": []}

@@ -181,6 +181,48 @@ def test_identical_images_give_exact_caps(pairs, convention):
     assert PSNR_CAP_DB == 100.0
 
 
+def test_fused_rounding_is_half_to_even():
+    """psnr/ssim round inside their loops (not via to_uint8_levels): 0.5 * 255 = 127.5 must become 128, not 127."""
+    x = torch.full((1, 3, 16, 16), 0.5)
+    assert psnr(x, torch.full_like(x, 128 / 255)).item() == PSNR_CAP_DB
+    assert ssim(x, torch.full_like(x, 128 / 255)).item() == 1.0
+    assert psnr(x, torch.full_like(x, 127 / 255)).item() == pytest.approx(20 * math.log10(255), abs=1e-5)
+
+
+def _adversarial_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pairs where float32 filtering (even after centering each plane) is off by 1e-5 to 3e-4 SSIM: flat and
+    bimodal flat images (E[x^2] - mu^2 cancels at every pixel, the same way), plus checkerboards and noise."""
+    rng = np.random.default_rng(7)
+    n = 40
+    flat = lambda v: np.full((n, n, 3), v, np.uint8)  # noqa: E731
+    halves = np.zeros((n, n, 3), np.uint8)
+    halves[:, n // 2 :] = 255
+    off = halves.astype(int)
+    off[:, : n // 2] += 3
+    off[:, n // 2 :] -= 3
+    checker = ((np.indices((n, n)).sum(0) % 2) * 255).astype(np.uint8)[..., None].repeat(3, -1)
+    blocks = np.where(rng.random((3, 3, 3)) < 0.5, 0, 255).repeat(14, 0).repeat(14, 1)[:n, :n].astype(np.uint8)
+    noise = rng.integers(0, 256, (n, n, 3), dtype=np.uint8)
+    return [
+        (flat(255), flat(254)), (flat(250), flat(240)), (flat(0), flat(10)), (halves, off.astype(np.uint8)),
+        (checker, np.clip(checker.astype(int) - 1, 0, 255).astype(np.uint8)),
+        (blocks, np.where(blocks == 0, 1, 254).astype(np.uint8)),
+        (noise, rng.integers(0, 256, (n, n, 3), dtype=np.uint8)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ssim_psnr_exact_on_adversarial_pairs(dtype):
+    pairs = _adversarial_pairs()
+    a = torch.stack([_tensor(x[None], dtype)[0] for x, _ in pairs])
+    b = torch.stack([_tensor(y[None], dtype)[0] for _, y in pairs])
+    want_ssim = [_sk_ssim(x, y) for x, y in pairs]
+    want_psnr = [peak_signal_noise_ratio(y, x, data_range=255) for x, y in pairs]
+    float32 = dtype == torch.float32  # float32 output: only the final cast differs
+    np.testing.assert_allclose(ssim(a, b).double().numpy(), want_ssim, rtol=0, atol=1e-7 if float32 else 1e-10)
+    np.testing.assert_allclose(psnr(a, b).double().numpy(), want_psnr, rtol=0, atol=1e-5 if float32 else 1e-10)
+
+
 def test_psnr_cap_and_smallest_error():
     x = torch.zeros(1, 3, 16, 16)
     y = x.clone()
