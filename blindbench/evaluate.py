@@ -43,6 +43,7 @@ from torch import Tensor
 
 from blindbench.errors import BlindbenchError, ConfigError
 from blindbench.options import option as _option
+from blindbench.options import select_device, toml_value
 from blindbench.paths import data_root
 
 REFERENCE_METHODS = ("input", "oracle-telea")
@@ -106,15 +107,6 @@ def validate_config(cfg: EvalConfig) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ pure parts
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; asking for CUDA without it is a one-line error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BlindbenchError("device cuda requested but CUDA is not available")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def telea_inpaint(image: Tensor, region: Tensor, radius: int = TELEA_RADIUS) -> Tensor:
@@ -194,17 +186,9 @@ def _identity(cfg: EvalConfig, set_name: str, checkpoint_sha: str, lock_sha: str
 
 def _toml_text(cfg: EvalConfig, identity: dict[str, Any]) -> str:
     lines = ["# resolved blindbench eval config", "[config]"]
-    lines += [f"{k} = {_toml_scalar(v)}" for k, v in dataclasses.asdict(cfg).items()]
-    lines += ["", "[identity]"] + [f"{k} = {_toml_scalar(v)}" for k, v in identity.items()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
+    lines += ["", "[identity]"] + [f"{k} = {toml_value(v)}" for k, v in identity.items()]
     return "\n".join(lines) + "\n"
-
-
-def _toml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _read_done(csv_path: Path) -> set[str]:

@@ -42,7 +42,6 @@ Choices:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -60,9 +59,9 @@ from torch import Tensor, nn
 from blindbench.checkpoint import load_model_from_checkpoint, unwrap
 from blindbench.errors import BlindbenchError, ConfigError, ImageReadError
 from blindbench.imageio import IMAGE_SUFFIXES, atomic_write_bytes, list_images, read_image_rgba
+from blindbench.options import DEVICES, select_device, toml_value
 from blindbench.options import option as _option
 
-DEVICES = ("auto", "cpu", "cuda")
 OVERLAY_COLOUR = (255, 0, 0)
 OVERLAY_OPACITY = 0.5
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" conversion
@@ -559,32 +558,11 @@ def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.rint(rgb.astype(np.float32) * (1.0 - alpha) + colour * alpha).clip(0, 255).astype(np.uint8)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a one-line error."""
-    if device not in DEVICES:
-        raise ConfigError(f"device {device!r} is not one of {', '.join(DEVICES)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BlindbenchError("--device cuda: no CUDA device is available")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(value)
-
-
 def save_config(cfg: InpaintConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
     """The resolved config (plus ``extra`` facts as comments) as a flat TOML file, written atomically."""
     lines = ["# resolved blindbench inpaint config"]
     lines += [f"# {k}: {v}" for k, v in (extra or {}).items()]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
@@ -643,7 +621,7 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
     if mask_root is not None and not mask_root.exists():
         raise BlindbenchError(f"mask not found: {mask_root}")
     masks = [None if mask_root is None else _find_mask(mask_root, item) for item in items]
-    device = resolve_device(cfg.device)
+    device = select_device(cfg.device)
     model, meta = load_model_from_checkpoint(cfg.checkpoint, cfg.model, map_location=device)
     save_config(
         dataclasses.replace(cfg, device=device.type),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
-import json
 import os
 import time
 import tomllib
@@ -38,11 +37,12 @@ from torch import Tensor, nn
 
 from blindbench.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, unwrap
 from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.options import DEVICES, toml_value
 from blindbench.options import option as _option
 from blindbench.paths import data_root
 
 STAGES = ("separate", "joint", "all")
-DEVICES = ("auto", "cpu", "cuda")
+
 SOURCES = ("shards", "stream")
 
 
@@ -166,17 +166,9 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
     return TrainConfig(**values)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value)
-
-
 def save_config(cfg: TrainConfig, path: Path) -> None:
     """The resolved config as a flat TOML file that :func:`load_config` reads back."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
+    lines = [f"{k} = {toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
     path.write_text("# resolved blindbench train config\n" + "\n".join(lines) + "\n")
 
 
