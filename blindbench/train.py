@@ -42,7 +42,6 @@ from blindbench.options import option as _option
 from blindbench.paths import data_root
 
 STAGES = ("separate", "joint", "all")
-
 SOURCES = ("shards", "stream")
 
 
