@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from collections import Counter
@@ -473,6 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(config_from_args(config_type, args))
     except BlindbenchError as exc:
         print(f"blindbench: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `blindbench tables ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # a path we were given cannot be written or read (a folder, no space, no rights)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"blindbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("blindbench: interrupted", file=sys.stderr)

@@ -191,3 +191,52 @@ def test_iqa_needs_pyiqa_or_weights(tmp_path: Path, monkeypatch) -> None:
     finally:
         torch.hub.set_dir(hub)
         torch.hub.download_url_to_file = download
+
+
+def test_eval_checks_shards_against_the_lock(demo_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    fake = tmp_path / "shards"
+    shutil.copytree(demo_dir, fake)
+    shutil.copy(fake / "photos-demo-000001.tar", fake / "photos-demo-000000.tar")  # duplicated content
+    with pytest.raises(BlindbenchError, match="do not match .*--no-verify"):
+        run_eval(EvalConfig(model="input", shards=str(fake), out=str(tmp_path / "e"), progress=False))
+    assert not (tmp_path / "e").exists()  # nothing claimed
+    with pytest.raises(BlindbenchError, match="occurs twice"):
+        run_eval(EvalConfig(model="input", shards=str(fake), out=str(tmp_path / "e"), verify=False, progress=False))
+
+
+def test_eval_ignores_a_torchrun_environment(demo_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    report = run_eval(EvalConfig(model="input", out=str(tmp_path / "e"), progress=False))
+    assert report.scored == 48
+
+
+def test_failed_setup_does_not_claim_the_folder(demo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    with pytest.raises(BlindbenchError, match="--iqa-weights"):
+        run_eval(EvalConfig(model="input", out=str(out), limit=2, iqa="lpips", iqa_weights=str(tmp_path / "no"),
+                            progress=False))  # fmt: skip
+    assert run_eval(EvalConfig(model="input", out=str(out), limit=2, progress=False)).scored == 2
+    with pytest.raises(BlindbenchError, match="other save_images"):  # images for only some rows: refused
+        run_eval(EvalConfig(model="input", out=str(out), limit=4, save_images=True, progress=False))
+
+
+def test_checkpoint_counts_by_content_not_path(tiny_vcn_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    run_eval(EvalConfig(model="vcn", checkpoint=str(tiny_vcn_run), out=str(out), limit=2, progress=False))
+    again = run_eval(EvalConfig(model="vcn", checkpoint=str(tiny_vcn_run / "checkpoints" / "last.pt"), out=str(out),
+                                limit=4, progress=False))  # fmt: skip
+    assert (again.skipped, again.scored) == (2, 2)
+
+
+def test_out_is_a_file_and_bad_csv_are_one_line(demo_dir: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    assert main(["eval", "--model", "input", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "samples.csv").write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["eval", "--model", "input", "--out", str(tmp_path / "bin")]) == 2
+    assert "is not a blindbench eval CSV" in capsys.readouterr().err
+    assert (tmp_path / "bin" / "samples.csv").read_bytes() == b"\xff\xfe\x00garbage"  # left untouched
