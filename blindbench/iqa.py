@@ -2,7 +2,8 @@
 
 Nothing is ever downloaded. pyiqa and torchvision fetch weights into torch's hub folder on first use; here the
 hub folder is pointed at ``--iqa-weights DIR`` and every download function is replaced by one that raises a
-one-line error naming the file that should have been there. Put the files where pyiqa caches them
+one-line error naming the file that should have been there, only while a metric is built or called
+(:func:`offline`), so nothing else in the process is affected. Put the files where pyiqa caches them
 (``DIR/pyiqa/…`` and ``DIR/checkpoints/…``, i.e. copy a warmed ``~/.cache/torch/hub`` from a machine with
 internet) and the metrics run offline.
 
@@ -12,6 +13,8 @@ in this project's CI, so this path is exercised there only up to the import (and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +40,8 @@ def _refuse_download(url: str, dst: Any = None, *args: Any, **kwargs: Any) -> No
     raise BlindbenchError(f"pyiqa wants to download {url}; place that file under --iqa-weights (nothing is fetched)")
 
 
-def _import_offline(weights: str):
-    """pyiqa with its hub folder at ``weights`` and downloads disabled."""
+def _import_pyiqa(weights: str) -> tuple[Any, Path]:
+    """pyiqa and the weights folder, or a one-line error for either missing."""
     root = Path(weights) if weights else None
     if root is None or not root.is_dir():
         raise BlindbenchError(f"--iqa needs --iqa-weights pointing to a folder of weights (got {weights!r})")
@@ -46,15 +49,31 @@ def _import_offline(weights: str):
         import pyiqa
     except ImportError:
         raise BlindbenchError("--iqa needs pyiqa: pip install 'blindbench[iqa]'") from None
-    torch.hub.set_dir(str(root))
-    torch.hub.download_url_to_file = _refuse_download
-    try:  # pyiqa binds the function into its own namespace
+    return pyiqa, root
+
+
+@contextmanager
+def offline(root: Path) -> Iterator[None]:
+    """Within the block, torch's hub folder is ``root`` and every download raises; both restored after."""
+    modules: list[Any] = [torch.hub]
+    try:  # pyiqa binds the download function into its own namespace
         import pyiqa.utils.download_util as download_util
 
-        download_util.download_url_to_file = _refuse_download
+        modules.append(download_util)
     except ImportError:
         pass
-    return pyiqa
+    saved_dir = torch.hub.get_dir()
+    saved = [getattr(m, "download_url_to_file", None) for m in modules]
+    torch.hub.set_dir(str(root))
+    for module in modules:
+        module.download_url_to_file = _refuse_download
+    try:
+        yield
+    finally:
+        torch.hub.set_dir(saved_dir)
+        for module, function in zip(modules, saved, strict=True):
+            if function is not None:
+                module.download_url_to_file = function
 
 
 class IqaMetrics:
@@ -66,10 +85,11 @@ class IqaMetrics:
         self._metrics: dict[str, Any] = {}
         if not self.names:
             return
-        pyiqa = _import_offline(weights)
+        pyiqa, self._root = _import_pyiqa(weights)
         for name in self.names:
             try:
-                self._metrics[name] = pyiqa.create_metric(name, device=device)
+                with offline(self._root):
+                    self._metrics[name] = pyiqa.create_metric(name, device=device)
             except BlindbenchError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure to build the metric is a setup problem
@@ -84,10 +104,14 @@ class IqaMetrics:
             device = next(iter(metric.parameters()), torch.empty(0)).device
             pred = ((restored.float() + 1) / 2).clamp(0, 1).to(device)
             real = ((target.float() + 1) / 2).clamp(0, 1).to(device)
-            with torch.no_grad():
+            with torch.no_grad(), offline(self._root):
                 out[name] = metric(pred, real).reshape(-1).double().cpu()
         return out
 
     def per_set(self, images: Path, targets: Path) -> dict[str, float]:
         """Set-level metrics between two folders of PNGs (FID: restored vs targets)."""
-        return {name: float(self._metrics[name](str(images), str(targets))) for name in self.names if name in PER_SET}
+        names = [name for name in self.names if name in PER_SET]
+        if not names:
+            return {}
+        with offline(self._root):
+            return {name: float(self._metrics[name](str(images), str(targets))) for name in names}

@@ -180,17 +180,17 @@ def test_iqa_needs_pyiqa_or_weights(tmp_path: Path, monkeypatch) -> None:
     fake = types.SimpleNamespace(create_metric=lambda name, device: FakeLpips())
     monkeypatch.setitem(sys.modules, "pyiqa", fake)
     monkeypatch.setitem(sys.modules, "pyiqa.utils", None)
-    hub = torch.hub.get_dir()
-    download = torch.hub.download_url_to_file
-    try:
-        metrics = IqaMetrics("lpips", str(tmp_path), torch.device("cpu"))
-        a, b = torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8)
-        assert torch.allclose(metrics.per_sample(a, b)["lpips"], torch.full((2,), 0.5, dtype=torch.float64))
-        with pytest.raises(BlindbenchError, match="wants to download"):
-            torch.hub.download_url_to_file("https://example.invalid/w.pth", "w.pth")
-    finally:
-        torch.hub.set_dir(hub)
-        torch.hub.download_url_to_file = download
+    from blindbench.iqa import offline
+
+    hub, download = torch.hub.get_dir(), torch.hub.download_url_to_file
+    metrics = IqaMetrics("lpips", str(tmp_path), torch.device("cpu"))
+    a, b = torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8)
+    assert torch.allclose(metrics.per_sample(a, b)["lpips"], torch.full((2,), 0.5, dtype=torch.float64))
+    assert torch.hub.get_dir() == hub and torch.hub.download_url_to_file is download  # nothing leaks
+    with offline(tmp_path), pytest.raises(BlindbenchError, match="wants to download"):
+        assert torch.hub.get_dir() == str(tmp_path)
+        torch.hub.download_url_to_file("https://example.invalid/w.pth", "w.pth")
+    assert torch.hub.get_dir() == hub and torch.hub.download_url_to_file is download
 
 
 def test_eval_checks_shards_against_the_lock(demo_dir: Path, tmp_path: Path) -> None:
