@@ -253,7 +253,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from blindbench.tables import run_tables
 
     run_tables(TablesConfig(runs=str(runs)))
-    run_compare(CompareConfig(runs=str(runs), set=cfg.set))
+    print(f"comparison figure: {run_compare(CompareConfig(runs=str(runs), set=cfg.set))}")
     print("== 5/5 blind inpainting of a photo the model never saw (held-out test source, text written over it)")
     _demo_inpaint(run_dir)
 

@@ -156,12 +156,26 @@ def _first_existing(folders: Sequence[Path], name: str) -> Path | None:
     return next((f / name for f in folders if (f / name).is_file()), None)
 
 
+def _check_output(png: Path) -> None:
+    """Refuse, before any work, an output path that is a folder or lies below something that is not a folder."""
+    if png.is_dir():
+        raise BlindbenchError(f"comparison PNG {png} is a folder; give a file name (--png), e.g. {png / 'compare.png'}")
+    folder = png.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BlindbenchError(f"cannot write comparison PNG {png}: {folder} is not a folder")
+
+
 def run_compare(cfg: CompareConfig) -> Path:
     """Read the runs' per-sample CSVs and saved images and write the comparison PNG (atomically).
 
+    Returns:
+        The PNG's path; nothing is printed (the CLI prints it).
+
     Raises:
-        BlindbenchError: one line: unknown set, method or key, no images saved, a missing image file, or images
-            of different sizes.
+        BlindbenchError: one line: unknown set, method or key, no images saved, a missing image file, images
+            of different sizes, or an output path that cannot be a file.
     """
     if not cfg.runs:
         raise BlindbenchError("give --runs DIR, the folder of eval runs")
@@ -180,6 +194,8 @@ def run_compare(cfg: CompareConfig) -> Path:
         raise _unknown("set", cfg.set, sets, str(runs))
     else:
         set_name = cfg.set
+    png = Path(cfg.png) if cfg.png else runs / f"compare-{set_name}.png"
+    _check_output(png)
     rows = df[df["set"] == set_name]
     # method -> key -> run folder
     folders: dict[str, dict[str, Path]] = {}
@@ -242,9 +258,10 @@ def run_compare(cfg: CompareConfig) -> Path:
     if len(sizes) > 1:
         raise BlindbenchError(f"images of set {set_name} differ in size ({sorted(sizes)}): show one size per figure")
     figure = compose_comparison(tiles, masks, ["input", *methods, "target"], keys, cfg.inset)
-    png = Path(cfg.png) if cfg.png else runs / f"compare-{set_name}.png"
-    atomic_write_bytes(png, encode_png(figure))
-    print(f"comparison figure: {png} ({len(keys)} keys × {len(methods)} methods)")
+    try:
+        atomic_write_bytes(png, encode_png(figure))
+    except OSError as exc:  # e.g. the path became a folder meanwhile, or no permission to write it
+        raise BlindbenchError(f"cannot write comparison PNG {png}: {exc.strerror or type(exc).__name__}") from None
     return png
 
 

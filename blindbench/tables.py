@@ -4,7 +4,9 @@
 it; every table is then a group-by over those rows:
 
 - ``table1``: method × test set (the paper's Table 1), all methods except the VCN ablations;
-- ``table3``: the VCN ablations beside full VCN (the paper's Table 3), per test set;
+- ``table3``: the VCN ablations beside full VCN (the paper's Table 3), per test set. Whether a run is an ablation
+  is decided by its ``model`` column (the registered model, ``ABLATIONS``), never by its method label, so a full
+  VCN labelled ``vcn-ffhqtrained`` stays in Table 1 (and sits beside the ablations in Table 3 as full VCN);
 - ``robustness``: method × corruption pattern per set (the paper's Fig. 7 made quantitative);
 - ``area_bins``: method × damaged-area bin per set (10% bins by default, as LaMa reports);
 - ``table2.csv``: the user study, rows from ``blindbench.study.table2_rows`` when ``--study`` is given.
@@ -15,6 +17,11 @@ as a sample from the distribution of images like them; it says nothing about tra
 per method). With n = 1 the interval is empty. Missing metric values (``input`` and ``oracle-telea`` have no
 predicted mask, so no BCE/IoU/F1/AP) are left out of that metric's mean and its own count ``<metric>_n``; a
 group with none gets an empty cell. Sums are exact (``math.fsum``), so the numbers do not depend on row order.
+
+Means of one set are only comparable over the same images: under each table, a warning line names every set
+whose methods were scored on different samples (another count, or other keys, e.g. one run made with
+``--limit``); ``common_keys`` keeps, per set, only the samples every method of that set has. One method label
+stands for one model and one checkpoint per set: rows of two checkpoints under one label are refused.
 
 Numbers are written with fixed decimals, the paper's: BCE 3, PSNR 2, SSIM 4 (IoU/F1/AP 4), plus
 ``extra_decimals``. The CSVs are tidy (one row per group); the same tables are printed as markdown.
@@ -48,16 +55,20 @@ __all__ = [
     "TablesConfig",
     "add_paper",
     "area_bins",
+    "coverage_notes",
     "format_table",
     "interval95",
     "is_ablation",
+    "keep_common_keys",
     "load_runs",
     "rank_key",
     "robustness",
     "run_tables",
     "summarize",
     "table1",
+    "table1_rows",
     "table3",
+    "table3_rows",
     "to_markdown",
 ]
 
@@ -79,8 +90,11 @@ LABELS = {
 
 # "*" marks where names not in the list go (alphabetically).
 METHOD_ORDER = ("input", "oracle-telea", "ca", "gmc", "pc", "gc", "vcn", "*")
+# The VCN ablations' registered model names (blindbench.models), in the paper's Table 3 order; also the labels of
+# its rows. "w/o SC" (λ_s = 0) trains the full vcn model, so a run labelled vcn-no-sc is an ablation whatever model.
 ABLATIONS = ("vcn-ed", "vcn-no-mpn", "vcn-no-fusion", "vcn-no-sc", "vcn-rm")
-ABLATION_ORDER = (*ABLATIONS, "*", "vcn")
+ABLATION_LABELS = ("vcn-no-sc",)
+FULL_VCN = "vcn"  # the registered model name of full VCN
 ALL_METHOD_ORDER = (*METHOD_ORDER[:-1], *ABLATIONS, "*")
 SET_ORDER = ("ffhq-2k", "places2-4k", "imagenet-4k", "*")
 PATTERN_ORDER = ("real", "colour", "noise", "text", "paste", "graffiti", "*")
@@ -135,6 +149,7 @@ class TablesConfig:
     metrics: str = _option("bce,psnr,ssim", f"comma-separated metrics to tabulate, of {', '.join(METRICS)}")
     area_bin: int = _option(10, "width of the mask-area bins in percent")
     extra_decimals: int = _option(0, "decimals beyond the paper's (BCE 3, PSNR 2, SSIM 4)")
+    common_keys: bool = _option(False, "use only the samples every method of a set has")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -210,7 +225,8 @@ def load_runs(runs: str | Path) -> pd.DataFrame:
 
     Raises:
         BlindbenchError: one line naming the file (and line) at fault: no CSV, an unreadable or malformed CSV, a
-            missing column, a non-numeric metric, or the same (method, set, key) twice.
+            missing column, a non-numeric metric, one (method, set) from two models or checkpoints (naming both
+            files), or the same (method, set, key) twice.
     """
     root = Path(runs)
     if not root.is_dir():
@@ -221,6 +237,17 @@ def load_runs(runs: str | Path) -> pd.DataFrame:
     frame = pd.concat([_read_samples(p) for p in paths], ignore_index=True)
     if frame.empty:
         raise BlindbenchError(f"no sample rows in the samples.csv files below {root}")
+    for column in ("model", "checkpoint"):
+        # the first row of each (method, set, value); two of them for one (method, set) mix two runs under one label
+        firsts = frame.drop_duplicates(["method", "set", column])
+        mixed = firsts[firsts.duplicated(["method", "set"], keep=False)]
+        if not mixed.empty:
+            a = mixed.iloc[0]
+            b = mixed[(mixed["method"] == a["method"]) & (mixed["set"] == a["set"])].iloc[1]
+            raise BlindbenchError(
+                f"method {a['method']!r}, set {a['set']!r} mixes {column} {a[column]!r} ({a['source']} line "
+                f"{a['line']}) and {b[column]!r} ({b['source']} line {b['line']}): give each its own method label"
+            )
     identity = ["method", "set", "key"]
     duplicated = frame.duplicated(identity, keep=False)
     if duplicated.any():
@@ -265,9 +292,73 @@ def rank_key(order: Sequence[str]) -> Callable[[str], tuple]:
     return lambda name: (position[name], "") if name in position else (star, name)
 
 
-def is_ablation(method: str) -> bool:
-    """Ablations go to Table 3: the known ones (``ABLATIONS``) and any other ``vcn-*`` label."""
-    return method in ABLATIONS or method.startswith("vcn-")
+def is_ablation(method: str, model: str) -> bool:
+    """Whether a run (method label, registered model) is a VCN ablation, for Table 3 rather than Table 1.
+
+    Decided by the model (``ABLATIONS``), plus the label ``vcn-no-sc`` (w/o SC trains the full ``vcn`` model);
+    never by a label's prefix: ``vcn-ffhqtrained`` with model ``vcn`` is full VCN.
+    """
+    return model in ABLATIONS or method in ABLATION_LABELS
+
+
+def _ablation(df: pd.DataFrame) -> pd.Series:
+    return pd.Series(
+        [is_ablation(m, model) for m, model in zip(df["method"], df["model"], strict=True)], index=df.index, dtype=bool
+    )
+
+
+def _keys_by_method(rows: pd.DataFrame, order: Sequence[str] = ALL_METHOD_ORDER) -> dict[str, frozenset[str]]:
+    """Method → its sample keys, methods in ``order`` (see ``rank_key``)."""
+    keys = {method: frozenset(group) for method, group in rows.groupby("method", sort=False)["key"]}
+    return {m: keys[m] for m in sorted(keys, key=rank_key(order))}
+
+
+def _counts(keys: dict[str, frozenset[str]]) -> str:
+    return ", ".join(f"{method} {len(k)}" for method, k in keys.items()) + " keys"
+
+
+def _sets_of(df: pd.DataFrame) -> list[str]:
+    return sorted(set(df["set"]), key=rank_key(SET_ORDER))
+
+
+def coverage_notes(rows: pd.DataFrame, order: Sequence[str] = ALL_METHOD_ORDER) -> list[str]:
+    """One warning line per set whose methods in ``rows`` were scored on different samples (another count or
+    other keys): their means are then not over the same images. Methods are named in ``order``."""
+    notes = []
+    for set_name in _sets_of(rows):
+        keys = _keys_by_method(rows[rows["set"] == set_name], order)
+        if len(set(keys.values())) > 1:
+            common = len(frozenset.intersection(*keys.values()))
+            notes.append(
+                f"warning: {set_name}: the methods were scored on different samples ({_counts(keys)}; {common} in "
+                "common), so their means are not over the same images; --common-keys keeps only the common ones"
+            )
+    return notes
+
+
+def keep_common_keys(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Keep, per set, only the samples (keys) every method of that set has.
+
+    Returns:
+        The kept rows, and a line saying per set how many keys were kept of how many.
+
+    Raises:
+        BlindbenchError: a set whose methods have no key in common.
+    """
+    keep = pd.Series(False, index=df.index)
+    kept = []
+    for set_name in _sets_of(df):
+        in_set = df["set"] == set_name
+        keys = _keys_by_method(df[in_set])
+        common = frozenset.intersection(*keys.values())
+        if not common:
+            raise BlindbenchError(
+                f"--common-keys: no sample of set {set_name} is scored by every method ({_counts(keys)})"
+            )
+        keep |= in_set & df["key"].isin(common)
+        kept.append(f"{set_name} {len(common)} of {len(frozenset.union(*keys.values()))} keys")
+    note = "--common-keys: means over the samples every method of a set has: " + ", ".join(kept)
+    return df[keep], note
 
 
 def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
@@ -318,18 +409,35 @@ def summarize(
     return table
 
 
+def table1_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows Table 1 summarises: every run that is not an ablation (see ``is_ablation``)."""
+    return df[~_ablation(df)]
+
+
+def table3_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows Table 3 summarises: ablations and full VCN (model ``vcn``), in the sets that have an ablation."""
+    ablation = _ablation(df)
+    full = (df["model"] == FULL_VCN) & ~ablation
+    return df[(ablation | full) & df["set"].isin(set(df.loc[ablation, "set"]))]
+
+
 def table1(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -> pd.DataFrame:
     """Method × test set, every method but the ablations (paper Table 1). Columns: set, method, n, metrics."""
-    rows = df[~df["method"].map(is_ablation)]
-    return summarize(rows, ["set", "method"], metrics, {"set": SET_ORDER, "method": METHOD_ORDER})
+    return summarize(table1_rows(df), ["set", "method"], metrics, {"set": SET_ORDER, "method": METHOD_ORDER})
 
 
 def table3(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -> pd.DataFrame:
-    """The ablations and full VCN, per test set that has an ablation (paper Table 3). Columns as ``table1``."""
-    ablation = df["method"].map(is_ablation)
-    sets = set(df.loc[ablation, "set"])
-    rows = df[(ablation | (df["method"] == "vcn")) & df["set"].isin(sets)]
-    return summarize(rows, ["set", "method"], metrics, {"set": SET_ORDER, "method": ABLATION_ORDER})
+    """The ablations and full VCN, per test set that has an ablation (paper Table 3). Columns as ``table1``.
+
+    Rows are method labels: the paper's ablations in its order, other ablations alphabetically, then full VCN
+    (``vcn`` first, other labels of the ``vcn`` model alphabetically).
+    """
+    rows = table3_rows(df)
+    ablation = _ablation(rows)
+    others = sorted(set(rows.loc[ablation, "method"]) - set(ABLATIONS))
+    full = sorted(set(rows.loc[~ablation, "method"]) - {FULL_VCN})
+    order = tuple(dict.fromkeys((*ABLATIONS, *others, FULL_VCN, *full)))
+    return summarize(rows, ["set", "method"], metrics, {"set": SET_ORDER, "method": order})
 
 
 def robustness(df: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS) -> pd.DataFrame:
@@ -513,12 +621,23 @@ def run_tables(cfg: TablesConfig) -> dict[str, Path]:
         raise BlindbenchError(f"--extra-decimals must be ≥ 0, got {cfg.extra_decimals}")
     metrics = _check_metrics(_parse_list(cfg.metrics))
     df = load_runs(cfg.runs)
+    footer = [FOOTNOTE]
+    if cfg.common_keys:
+        df, note = keep_common_keys(df)
+        footer.insert(0, note)
     out = Path(cfg.out or cfg.runs)
     tables = {
         "table1": table1(df, metrics),
         "table3": table3(df, metrics),
         "robustness": robustness(df, metrics),
         "area_bins": area_bins(df, metrics, cfg.area_bin),
+    }
+    # the rows behind each table, to flag sets whose methods were scored on different samples
+    behind = {
+        "table1": table1_rows(df),
+        "table3": table3_rows(df),
+        "robustness": df[df["pattern"] != ""],
+        "area_bins": df[df["mask_area"].notna()],
     }
     if cfg.paper:
         tables["table1"] = add_paper(tables["table1"], PAPER_TABLE1)
@@ -530,6 +649,7 @@ def run_tables(cfg: TablesConfig) -> dict[str, Path]:
         atomic_write_bytes(path, _csv_bytes(format_table(table, cfg.extra_decimals)))
         written[name] = path
         body = to_markdown(table, cfg.extra_decimals) if len(table) else "(no rows)"
+        body = "\n\n".join([body, *coverage_notes(behind[name], (*dict.fromkeys(table["method"]), "*"))])
         sections.append(f"## {TITLES[name]} ({TABLE_FILES[name]})\n\n{body}")
     if cfg.study:
         rows, markdown = _study_table(cfg)
@@ -540,7 +660,7 @@ def run_tables(cfg: TablesConfig) -> dict[str, Path]:
             sections.insert(1, f"## {TITLES['table2']} ({TABLE_FILES['table2']})\n\n{markdown}")
         else:
             sections.insert(1, f"## {TITLES['table2']}\n\n(no answers in {cfg.study})")
-    text = "\n\n".join(sections) + f"\n\n{FOOTNOTE}\n"
+    text = "\n\n".join([*sections, *footer]) + "\n"
     written["markdown"] = out / "tables.md"
     atomic_write_bytes(written["markdown"], text.encode("utf-8"))
     written["config"] = out / "tables.config.json"

@@ -54,9 +54,10 @@ def runs(tmp_path: Path) -> Path:
     return root
 
 
-def test_figure_layout_and_pixels(runs: Path) -> None:
+def test_figure_layout_and_pixels(runs: Path, capsys) -> None:
     png = run_compare(CompareConfig(runs=str(runs), keys="k2,k0", inset=0.5))
     assert png == runs / "compare-photos-demo.png"
+    assert capsys.readouterr().out == ""  # the CLI prints the path, not the library
     figure = read_image(png)
     titles = ["input", "gc", "vcn", "target"]  # baselines before vcn, as in the tables
     layout = comparison_layout((H, W), titles, ["k2", "k0"])
@@ -127,6 +128,14 @@ def test_bad_requests_are_one_line_errors(runs: Path) -> None:
     write_image(runs / "gc-photos-demo" / "images" / "k0.png", _image(1, (H, W + 2)))
     error(r"gc-photos-demo/images/k0\.png is 58x40, expected 56x40", keys="k0")
     error("give --runs DIR", runs="")
+    # --png must name a file whose folder can be made
+    folder = rf"comparison PNG {runs} is a folder; give a file name \(--png\), e.g. {runs}/compare\.png"
+    error(folder, keys="k2", png=str(runs))
+    (runs / "note.txt").write_text("x")
+    below_a_file = runs / "note.txt" / "sub" / "fig.png"
+    not_a_folder = rf"cannot write comparison PNG {below_a_file}: {runs}/note\.txt is not a folder"
+    error(not_a_folder, keys="k2", png=str(below_a_file))
+    assert not list(runs.glob("*.png")) and not list(runs.glob(".*.tmp"))
     _run(runs, "vcn", keys=("z0",), set_name="places2-4k")
     error(r"several sets \(photos-demo, places2-4k\): choose one with --set")
 

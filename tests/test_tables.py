@@ -17,11 +17,14 @@ from blindbench.tables import (
     COLUMNS,
     TablesConfig,
     area_bins,
+    coverage_notes,
     interval95,
+    is_ablation,
     load_runs,
     robustness,
     run_tables,
     table1,
+    table1_rows,
     table3,
     to_markdown,
 )
@@ -103,12 +106,89 @@ def test_table1_cells_match_a_hand_computation() -> None:
 
 def test_ablations_go_to_table3_only() -> None:
     df = load_runs(RUNS)
-    assert not table1(df)["method"].str.startswith("vcn-").any()
+    assert not table1(df)["method"].isin(["vcn-ed", "vcn-rm"]).any()
     ablation = table3(df)
     # paper order, full VCN last; only sets that have an ablation
     assert list(ablation["method"]) == ["vcn-ed", "vcn-rm", "vcn"]
     assert set(ablation["set"]) == {"ffhq-2k"}
-    assert table3(df[~df["method"].str.startswith("vcn-")]).empty
+    assert table3(df[~df["model"].isin(["vcn-ed", "vcn-rm"])]).empty
+
+
+def _rows(method: str, model: str, keys, checkpoint: str = "", set_name: str = "ffhq-2k", psnr=None) -> str:
+    psnr = psnr or [20.0 + i for i in range(len(keys))]
+    return "".join(
+        f"{method},{model},{checkpoint},{set_name},{key},real,0.2,0.5,{p},0.7,,,,,\n"
+        for key, p in zip(keys, psnr, strict=True)
+    )
+
+
+def test_ablation_membership_comes_from_the_model_not_the_label(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    keys = ["k0", "k1"]
+    _write(runs / "a" / "samples.csv", HEADER + "\n" + _rows("vcn", "vcn", keys))
+    # a full VCN under another label: Table 1, and beside the ablations in Table 3
+    _write(runs / "b" / "samples.csv", HEADER + "\n" + _rows("vcn-ffhqtrained", "vcn", keys))
+    # an ablation model under any label is an ablation
+    _write(runs / "c" / "samples.csv", HEADER + "\n" + _rows("my-rm", "vcn-rm", keys))
+    # w/o SC trains the full vcn model with lambda_s = 0: known by its label
+    _write(runs / "d" / "samples.csv", HEADER + "\n" + _rows("vcn-no-sc", "vcn", keys))
+    _write(runs / "e" / "samples.csv", HEADER + "\n" + _rows("gc", "gc", keys))
+    df = load_runs(runs)
+    assert list(table1(df)["method"]) == ["gc", "vcn", "vcn-ffhqtrained"]
+    # known ablations in the paper's order, other ablations, then full VCN (vcn first)
+    assert list(table3(df)["method"]) == ["vcn-no-sc", "my-rm", "vcn", "vcn-ffhqtrained"]
+    assert not is_ablation("vcn-ffhqtrained", "vcn") and not is_ablation("gc", "gc")
+    assert is_ablation("x", "vcn-ed") and is_ablation("vcn-no-sc", "vcn")
+
+
+def test_methods_scored_on_different_samples_are_flagged(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    # input run with --limit 1 beside a full 3-sample vcn run; gc has 3 samples but not the same ones
+    _write(runs / "in" / "samples.csv", HEADER + "\n" + _rows("input", "", ["k0"], psnr=[10.0]))
+    _write(runs / "v" / "samples.csv", HEADER + "\n" + _rows("vcn", "vcn", ["k0", "k1", "k2"], "v.pt"))
+    _write(runs / "g" / "samples.csv", HEADER + "\n" + _rows("gc", "gc", ["k0", "k1", "k3"], "g.pt"))
+    _write(runs / "p" / "samples.csv", HEADER + "\n" + _rows("vcn", "vcn", ["p0"], "vp.pt", "places2-4k"))
+    df = load_runs(runs)
+    notes = coverage_notes(table1_rows(df))
+    assert notes == [
+        "warning: ffhq-2k: the methods were scored on different samples (input 1, gc 3, vcn 3 keys; 1 in common),"
+        " so their means are not over the same images; --common-keys keeps only the common ones"
+    ]
+    run_tables(TablesConfig(runs=str(runs), out=str(tmp_path / "all")))
+    printed = capsys.readouterr().out
+    table, rest = printed.split("## Table 3")
+    assert table.rstrip().endswith(notes[0])
+    # --common-keys: every method of a set on the samples all of them have
+    written = run_tables(TablesConfig(runs=str(runs), out=str(tmp_path / "common"), common_keys=True))
+    printed = capsys.readouterr().out
+    assert "warning" not in printed
+    kept = "ffhq-2k 1 of 4 keys, places2-4k 1 of 1 keys"
+    assert f"--common-keys: means over the samples every method of a set has: {kept}\n" in printed
+    assert "| ffhq-2k | input | 1 | 0.500 | 10.00 | 0.7000 |" in printed
+    assert "| ffhq-2k | vcn | 1 | 0.500 | 20.00 | 0.7000 |" in printed
+    assert "| places2-4k | vcn | 1 | 0.500 | 20.00 | 0.7000 |" in printed
+    assert '"common_keys": true' in written["config"].read_text()
+    # no sample every method has: refused, not an empty table
+    _write(runs / "m" / "samples.csv", HEADER + "\n" + _rows("mine", "mine", ["z9"]))
+    _error(
+        lambda: run_tables(TablesConfig(runs=str(runs), out=str(tmp_path / "none"), common_keys=True)),
+        r"--common-keys: no sample of set ffhq-2k is scored by every method \(input 1, gc 3, vcn 3, mine 1 keys\)",
+    )
+
+
+def test_one_method_with_two_checkpoints_in_a_set_is_refused(tmp_path: Path) -> None:
+    runs = _copy_runs(tmp_path)
+    _write(runs / "vcn-more" / "samples.csv", HEADER + "\n" + _rows("vcn", "vcn", ["k7"], "ckpt/vcn-new.pt"))
+    _error(
+        lambda: load_runs(runs),
+        r"method 'vcn', set 'ffhq-2k' mixes checkpoint 'ckpt/vcn-ffhq.pt' \(.*vcn-ffhq-2k/samples.csv line 2\) and "
+        r"'ckpt/vcn-new.pt' \(.*vcn-more/samples.csv line 2\)",
+    )
+    _write(runs / "vcn-more" / "samples.csv", HEADER + "\n" + _rows("vcn", "vcn-rm", ["k7"], "ckpt/vcn-ffhq.pt"))
+    _error(lambda: load_runs(runs), r"method 'vcn', set 'ffhq-2k' mixes model 'vcn' \(.*\) and 'vcn-rm' \(.*\)")
+    # the same method with another checkpoint in another set is fine (one checkpoint per set)
+    _write(runs / "vcn-more" / "samples.csv", HEADER + "\n" + _rows("vcn", "vcn", ["k7"], "x.pt", "imagenet-4k"))
+    assert len(load_runs(runs)) == 20
 
 
 def test_robustness_and_area_bins_group_by_pattern_and_area() -> None:
