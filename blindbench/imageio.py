@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import cv2
@@ -57,35 +58,74 @@ def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return ops.get(orientation, ops[1])(array)
 
 
+# What PIL raises for unreadable files; DecompressionBombError (a header claiming too many pixels) is no OSError.
+_PIL_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError)
+_OPENCV_LOG_LOCK = threading.Lock()  # the log level is process-wide: one silenced read at a time restores it right
+
+
+def _is_deep_colour(image: Image.Image) -> bool:
+    """Whether an opened (not yet loaded) image holds 16-bit colour, which PIL would truncate to 8 bits."""
+    if image.mode not in ("RGB", "RGBA"):
+        return False
+    for tile in image.tile:
+        args = tile[3]  # the decoder's raw mode, alone (PNG: "RGB;16B") or first in a tuple (TIFF: ("RGBA;16N", ...))
+        rawmode = args if isinstance(args, str) else (args[0] if isinstance(args, tuple) and args else "")
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return True
+    return False
+
+
+def _read_deep_colour(path: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A 16-bit colour file read with OpenCV (which keeps all 16 bits), rounded to uint8; None if OpenCV cannot.
+
+    OpenCV's own log lines ("[ WARN:0@...] ... read_chunk") are silenced for the read: the caller reports failures.
+    """
+    with _OPENCV_LOG_LOCK:
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        except cv2.error as exc:  # e.g. more pixels than CV_IO_MAX_IMAGE_PIXELS
+            reason = getattr(exc, "err", "") or str(exc).strip().splitlines()[-1]
+            raise ImageReadError(f"cannot read image {path}: OpenCV: {reason}") from None
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
+    if deep is None or deep.dtype != np.uint16 or deep.ndim != 3 or deep.shape[2] not in (3, 4):
+        return None
+    orientation = _exif_orientation(path)
+    rgb = apply_orientation(_to_uint8(cv2.cvtColor(deep[..., :3], cv2.COLOR_BGR2RGB)), orientation)
+    alpha = apply_orientation(_to_uint8(deep[..., 3]), orientation) if deep.shape[2] == 4 else None
+    return np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha)
+
+
 def read_image_rgba(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
     """Read an image file as uint8 RGB plus its alpha channel, if any.
 
     EXIF orientation is applied; greyscale, palette and 16-bit images are converted to 8-bit RGB
-    (16-bit by rounding x / 257).
+    (16-bit by rounding x / 257). PIL reads every file; OpenCV only 16-bit colour ones (PIL would truncate them),
+    with its log output silenced, so a bad file gives just the one-line error.
 
     Returns:
         (rgb (H, W, 3) uint8, alpha (H, W) uint8 or None).
 
     Raises:
-        ImageReadError: the file is missing or not a readable image.
+        ImageReadError: the file is missing, not a readable image, or claims more pixels than the
+            decompression-bomb limits (PIL's ``2 * Image.MAX_IMAGE_PIXELS``, OpenCV's ``CV_IO_MAX_IMAGE_PIXELS``).
     """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
-    if path.suffix.lower() in (".png", ".tif", ".tiff"):
-        # PIL truncates 16-bit colour to 8 bits; OpenCV keeps all 16, which we then round.
-        deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-        if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
-            orientation = _exif_orientation(path)
-            rgb = apply_orientation(_to_uint8(cv2.cvtColor(deep[..., :3], cv2.COLOR_BGR2RGB)), orientation)
-            alpha = apply_orientation(_to_uint8(deep[..., 3]), orientation) if deep.shape[2] == 4 else None
-            return np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha)
     try:
         with Image.open(path) as image:
+            if _is_deep_colour(image):
+                deep = _read_deep_colour(path)
+                if deep is not None:
+                    return deep
             image = ImageOps.exif_transpose(image)
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"cannot read image {path}: {exc}") from None
+    except _PIL_ERRORS as exc:
+        reason = " ".join(str(exc).split())  # one line, whatever the decoder said
+        raise ImageReadError(f"cannot read image {path}: {reason}") from None
     alpha = None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")

@@ -36,7 +36,11 @@ Choices:
   channel is re-attached unchanged. Per input ``OUT/<name>.png`` (restored), ``OUT/<name>.mask.png``
   (8-bit, 255 = damaged) and ``OUT/<name>.overlay.png`` (mask in red over the input) are written atomically;
   ``<name>`` is the file's stem, or its path relative to a folder given as input (sub-folders mirrored).
-  The resolved config goes to ``OUT/inpaint.toml``.
+  Files named ``*.mask.*`` or ``*.overlay.*`` in an input folder are left out (they are this command's own
+  outputs, or masks kept beside their photos); name such a file explicitly to inpaint it. With ``mask`` a
+  folder, the mask of ``<name>`` is ``<name>.mask.*`` there, else ``<name>.*`` (never the input file itself).
+  After the run, ``OUT/inpaint.toml`` (written atomically) holds the resolved config and, as comments, each
+  input restored or skipped; a run that restores nothing leaves an earlier run's record untouched.
 """
 
 from __future__ import annotations
@@ -83,12 +87,16 @@ def _type_ok(value: Any, kind: Any) -> bool:
 class InpaintConfig:
     """Inpaint images with a trained model: restored image, predicted mask and overlay per input."""
 
-    inputs: tuple[str, ...] = _option((), "image files and/or folders (searched recursively)", positional=True)
+    inputs: tuple[str, ...] = _option(
+        (), "image files and/or folders (searched recursively; *.mask.* and *.overlay.* files skipped)", positional=True
+    )
     model: str = _option("vcn", "registered model name; the checkpoint must hold this model")
     checkpoint: str = _option("", "checkpoint file, or a training run folder (its checkpoints/last.pt)")
     out: str = _option("", "output folder", short="-o")
     mask: str = _option(
-        "", "non-blind mode: a mask image for every input, or a folder of masks named like the inputs (255 = damaged)"
+        "",
+        "non-blind mode: a mask image for every input, or a folder of masks named <name>.mask.png or <name>.png "
+        "(255 = damaged)",
     )
     beta: float = _option(-1.0, "fix PCN's beta in [0, 1] (larger leans more on context); negative: the model's own")
     device: str = _option("auto", "auto (cuda when available), cpu or cuda", choices=DEVICES)
@@ -479,17 +487,27 @@ class _Item:
     from_folder: bool  # found in a folder (unreadable ones are skipped) or named (unreadable is an error)
 
 
+def _is_own_output(path: Path) -> bool:
+    """Whether a file is named like a mask or overlay this command writes (``photo.mask.png``, ``x.overlay.jpg``)."""
+    return Path(path.stem).suffix.lower() in (".mask", ".overlay")
+
+
 def collect_inputs(inputs: Sequence[str]) -> list[_Item]:
-    """Image files named or found (recursively) in the given folders, with their output names."""
+    """Image files named or found (recursively) in the given folders, with their output names.
+
+    Files in a folder named ``*.mask.*`` or ``*.overlay.*`` are left out: they are masks or this command's own
+    outputs, not photos to restore. A file named explicitly is always taken.
+    """
     if not inputs:
         raise BlindbenchError("no input images: give image files or folders")
     items: list[_Item] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = list_images(path)
+            found = [p for p in list_images(path) if not _is_own_output(p)]
             if not found:
-                raise BlindbenchError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}")
+                kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise BlindbenchError(f"no images ({kinds}; *.mask.* and *.overlay.* left out) found in {path}")
             items += [_Item(p, p.relative_to(path).with_suffix("").as_posix(), True) for p in found]
         elif path.is_file():
             items.append(_Item(path, path.stem, False))
@@ -522,13 +540,21 @@ def _check_out(out: Path, inputs: Sequence[str], items: list[_Item]) -> None:
 
 
 def _find_mask(mask: Path, item: _Item) -> Path:
+    """The mask of ``item``: ``mask`` itself when a file, else ``<name>.mask.*`` in that folder, then ``<name>.*``.
+
+    The input file itself is never its own mask (``--mask`` may be the input folder, masks beside the photos).
+    """
+    own = item.path.resolve()
     if mask.is_file():
+        if mask.resolve() == own:
+            raise BlindbenchError(f"mask {mask} is the input image itself: give a separate mask file")
         return mask
-    for suffix in sorted(IMAGE_SUFFIXES):
-        for candidate in (mask / f"{item.name}{suffix}", mask / f"{item.name}.mask{suffix}"):
-            if candidate.is_file():
+    for stem in (f"{item.name}.mask", item.name):
+        for suffix in sorted(IMAGE_SUFFIXES):
+            candidate = mask / f"{stem}{suffix}"
+            if candidate.is_file() and candidate.resolve() != own:
                 return candidate
-    raise BlindbenchError(f"no mask for {item.path} in {mask} (looked for {item.name}.png, {item.name}.mask.png, ...)")
+    raise BlindbenchError(f"no mask for {item.path} in {mask} (looked for {item.name}.mask.png, {item.name}.png, ...)")
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
@@ -558,10 +584,15 @@ def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.rint(rgb.astype(np.float32) * (1.0 - alpha) + colour * alpha).clip(0, 255).astype(np.uint8)
 
 
-def save_config(cfg: InpaintConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
-    """The resolved config (plus ``extra`` facts as comments) as a flat TOML file, written atomically."""
+def save_config(cfg: InpaintConfig, path: Path, extra: dict[str, Any] | None = None, done: Sequence[str] = ()) -> None:
+    """The resolved config as a flat TOML file, written atomically.
+
+    ``extra`` facts (``key: value``) and the ``done`` lines (what the run did, one per input) go in as comments,
+    so the file still loads as a config.
+    """
     lines = ["# resolved blindbench inpaint config"]
     lines += [f"# {k}: {v}" for k, v in (extra or {}).items()]
+    lines += [f"# {line}" for line in done]
     lines += [f"{k} = {toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
@@ -606,6 +637,8 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
     Beside each ``OUT/<name>.png`` lie ``<name>.mask.png`` and ``<name>.overlay.png`` (not for a model without
     MPN run blind). An unreadable file found in a folder is reported on stderr and skipped; a named one, a
     missing checkpoint, a checkpoint of another model or a mask of the wrong size is a one-line error.
+    ``OUT/inpaint.toml`` is written once the run ends (also when an error stops it), and only when it
+    restored at least one image: the resolved config plus, as comments, each input restored or skipped.
     """
     from blindbench.models import get_entry
 
@@ -623,35 +656,43 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
     masks = [None if mask_root is None else _find_mask(mask_root, item) for item in items]
     device = select_device(cfg.device)
     model, meta = load_model_from_checkpoint(cfg.checkpoint, cfg.model, map_location=device)
-    save_config(
-        dataclasses.replace(cfg, device=device.type),
-        out / "inpaint.toml",
-        {"checkpoint step": meta.get("step"), "preset": meta.get("preset")},
-    )
     from tqdm.auto import tqdm
 
     bar = tqdm(items, desc="inpaint", unit="image", disable=not cfg.progress or len(items) < 2, dynamic_ncols=True)
     written: list[Path] = []
+    done: list[str] = []  # one record line per input restored or skipped, for OUT/inpaint.toml
     skipped: list[str] = []
-    for item, mask_path in zip(bar, masks, strict=True):
-        try:
-            rgb, alpha = read_image_rgba(item.path)
-        except ImageReadError as exc:
-            message = str(exc).splitlines()[0]
-            if not item.from_folder:
-                raise ImageReadError(message) from None
-            skipped.append(str(item.path))
-            tqdm.write(f"blindbench: skipped {message}", file=sys.stderr)
-            continue
-        known = None
-        if mask_path is not None:
-            known = read_mask(mask_path)
-            if known.shape != rgb.shape[:2]:
-                raise BlindbenchError(
-                    f"mask {mask_path} is {known.shape[0]}x{known.shape[1]} (HxW) but image {item.path} is "
-                    f"{rgb.shape[0]}x{rgb.shape[1]}"
-                )
-        written.append(inpaint_file(rgb, alpha, item.name, out, model, cfg, known)[0])
+    try:
+        for item, mask_path in zip(bar, masks, strict=True):
+            try:
+                rgb, alpha = read_image_rgba(item.path)
+            except ImageReadError as exc:
+                message = str(exc).splitlines()[0]
+                if not item.from_folder:
+                    raise ImageReadError(message) from None
+                skipped.append(str(item.path))
+                done.append(f"skipped {toml_value(str(item.path))}: {message}")
+                tqdm.write(f"blindbench: skipped {message}", file=sys.stderr)
+                continue
+            known = None
+            if mask_path is not None:
+                known = read_mask(mask_path)
+                if known.shape != rgb.shape[:2]:
+                    raise BlindbenchError(
+                        f"mask {mask_path} is {known.shape[0]}x{known.shape[1]} (HxW) but image {item.path} is "
+                        f"{rgb.shape[0]}x{rgb.shape[1]}"
+                    )
+            written.append(inpaint_file(rgb, alpha, item.name, out, model, cfg, known)[0])
+            source = toml_value(str(item.path)) + ("" if mask_path is None else f" (mask {toml_value(str(mask_path))})")
+            done.append(f"restored {source} -> {toml_value(written[-1].relative_to(out).as_posix())}")
+    finally:
+        if written:  # also when an error stopped the run: the record then lists the outputs it did write
+            extra = {
+                "checkpoint step": meta.get("step"),
+                "preset": meta.get("preset"),
+                "inputs": f"{len(items)}, restored {len(written)}, skipped {len(skipped)}",
+            }
+            save_config(dataclasses.replace(cfg, device=device.type), out / "inpaint.toml", extra, done)
     if skipped and not written:
         raise BlindbenchError(f"none of the {len(skipped)} images could be read (first: {skipped[0]})")
     return written

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -389,14 +391,81 @@ def test_non_blind_files(echo_loader: Echo, tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(Image.open(out / "b.mask.png")), known)
 
 
+def _huge_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (PIL: DecompressionBombError; OpenCV: cv2.error)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(100))) + chunk(b"IEND", b"")
+
+
 def test_unreadable_file_in_a_folder_is_skipped(echo_loader: Echo, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(_random_image(20, 20)).save(folder / "good.png")
     (folder / "broken.png").write_bytes(b"not a png")
+    (folder / "bomb.png").write_bytes(_huge_png(40000, 40000))
     written = run_inpaint(InpaintConfig(inputs=(str(folder),), checkpoint="x", out=str(tmp_path / "out")))
     assert [p.name for p in written] == ["good.png"]
-    assert "skipped cannot read image" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped cannot read image" in err and "broken.png" in err and "bomb.png" in err
+    record = (tmp_path / "out" / "inpaint.toml").read_text()
+    assert "# inputs: 3, restored 1, skipped 2" in record and "bomb.png" in record
+
+
+def test_mask_folder_may_be_the_input_folder(echo_loader: Echo, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"  # masks kept beside their photos, plus a previous run's outputs
+    folder.mkdir()
+    known = np.zeros((30, 20), dtype=np.uint8)
+    known[5:15, 3:9] = 255
+    for name in ("a", "b"):
+        Image.fromarray(_random_image(30, 20, seed=ord(name))).save(folder / f"{name}.png")
+    Image.fromarray(known).save(folder / "a.mask.png")
+    Image.fromarray(255 - known).save(folder / "b.mask.bmp")
+    Image.fromarray(_random_image(30, 20, seed=9)).save(folder / "a.overlay.png")
+    out = tmp_path / "out"
+    written = run_inpaint(InpaintConfig(inputs=(str(folder),), checkpoint="x", out=str(out), mask=str(folder),
+                                        progress=False))
+    assert [p.name for p in written] == ["a.png", "b.png"]  # a.mask.png, b.mask.bmp, a.overlay.png: not inputs
+    assert np.array_equal(np.asarray(Image.open(out / "a.mask.png")), known)
+    assert np.array_equal(np.asarray(Image.open(out / "b.mask.png")), 255 - known)
+    record = (out / "inpaint.toml").read_text()
+    assert f'restored "{folder / "a.png"}" (mask "{folder / "a.mask.png"}") -> "a.png"' in record
+
+    alone = tmp_path / "alone"  # no <name>.mask.*, and <name>.png is the input itself: no mask, not itself
+    alone.mkdir()
+    Image.fromarray(_random_image(8, 8)).save(alone / "c.png")
+    with pytest.raises(BlindbenchError, match=r"no mask for .*c\.png in .*alone \(looked for c\.mask\.png, c\.png"):
+        run_inpaint(InpaintConfig(inputs=(str(alone),), checkpoint="x", out=str(out), mask=str(alone)))
+
+    masks = tmp_path / "masks"  # both names present: <name>.mask.* wins over <name>.*
+    masks.mkdir()
+    Image.fromarray(np.zeros_like(known)).save(masks / "a.bmp")
+    Image.fromarray(known).save(masks / "a.mask.png")
+    run_inpaint(InpaintConfig(inputs=(str(folder / "a.png"),), checkpoint="x", out=str(out), mask=str(masks)))
+    assert np.array_equal(np.asarray(Image.open(out / "a.mask.png")), known)
+
+
+def test_record_is_written_after_the_run(echo_loader: Echo, tmp_path: Path) -> None:
+    Image.fromarray(_random_image(30, 20)).save(tmp_path / "good.png")
+    out = tmp_path / "out"
+    run_inpaint(InpaintConfig(inputs=(str(tmp_path / "good.png"),), checkpoint="x", out=str(out), progress=False))
+    record = (out / "inpaint.toml").read_text()
+    assert "# inputs: 1, restored 1, skipped 0" in record and "good.png" in record
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"not a png")
+    with pytest.raises(BlindbenchError, match="none of the 1 images could be read"):
+        run_inpaint(InpaintConfig(inputs=(str(broken),), checkpoint="x", out=str(out), progress=False))
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(BlindbenchError, match="is 4x4 \\(HxW\\) but image"):
+        run_inpaint(InpaintConfig(inputs=(str(tmp_path / "good.png"),), checkpoint="x", out=str(out),
+                                  mask=str(tmp_path / "small.png"), progress=False))
+    assert (out / "inpaint.toml").read_text() == record  # failed runs that wrote nothing keep the earlier record
+    assert not [p for p in out.rglob(".*")]
 
 
 def test_config_fields_make_cli_flags() -> None:
@@ -445,6 +514,7 @@ def error_dir(tmp_path: Path, vcn_checkpoint: Path) -> Path:
         ({"mask": "{d}/small-mask.png"}, r"mask .*small-mask\.png is 10x12 \(HxW\) but image .*img\.png is 40x56"),
         ({"mask": "{d}/a"}, r"no mask for .*img\.png in .*a"),
         ({"mask": "{d}/notes.png"}, r"mask: cannot read image .*notes\.png"),
+        ({"mask": "{d}/img.png"}, r"mask .*img\.png is the input image itself"),
         ({"checkpoint": ""}, r"--checkpoint"),
         ({"out": ""}, r"--out"),
         ({"out": "{d}"}, r"output .*img\.png would overwrite an input image"),

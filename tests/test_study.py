@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blindbench.errors import BlindbenchError
+from blindbench.errors import BlindbenchError, ConfigError
 from blindbench.imageio import read_image, write_image
 from blindbench.study import (
     AnswerStore,
@@ -113,6 +113,16 @@ def test_make_is_deterministic_per_seed(runs: Path, tmp_path: Path) -> None:
     other = _make(runs, tmp_path / "c", seed=4)
     assert (other / "key.json").read_bytes() != (a / "key.json").read_bytes()
     assert not list(tmp_path.glob(".*tmp"))  # nothing left behind by the atomic rename
+
+
+def test_make_finds_runs_at_any_depth(tmp_path: Path) -> None:
+    evals = tmp_path / "evals"  # the demo's layout: data/evals/demo/<method>/samples.csv
+    for method in ("vcn", "ca"):
+        _write_run(evals / "demo" / method, method, SETS)
+    study = _make(evals, tmp_path / "s", against="ca", sheets=1, pairs=2)
+    runs = {(row["left"], row["left_run"]) for row in _key_rows(study)}
+    runs |= {(row["right"], row["right_run"]) for row in _key_rows(study)}
+    assert runs == {("vcn", "demo/vcn"), ("ca", "demo/ca")}
 
 
 def test_sheets_are_balanced_and_the_key_is_right(runs: Path, tmp_path: Path) -> None:
@@ -323,7 +333,7 @@ def _one_line(excinfo: pytest.ExceptionInfo) -> None:
     assert "\n" not in str(excinfo.value)
 
 
-def test_bad_input_is_one_line_error(runs: Path, tmp_path: Path) -> None:
+def test_bad_input_is_one_line_error(runs: Path, tmp_path: Path, capsys) -> None:
     study = _make(runs, tmp_path / "s", sheets=2, pairs=2)
     store = AnswerStore(load_study(study))
     store.record("p01", 1, "left")
@@ -339,6 +349,18 @@ def test_bad_input_is_one_line_error(runs: Path, tmp_path: Path) -> None:
         with pytest.raises(BlindbenchError, match=f"port {port} on 127.0.0.1 is in use; pick another") as e:
             StudyServer(study, port=port)
         _one_line(e)
+
+    # A port out of range: the API, the config and the command line.
+    for bad in (99999, -1, 65536):
+        for make in (lambda p: StudyServer(study, port=p), lambda p: StudyServeConfig(study=str(study), port=p)):
+            with pytest.raises(ConfigError, match=rf"--port must be an integer from 0 to 65535 .*got {bad}") as e:
+                make(bad)
+            _one_line(e)
+    from blindbench.cli import main
+
+    assert main(["study", "serve", str(study), "--port", "99999"]) == 2
+    err = capsys.readouterr().err
+    assert err == "blindbench: error: --port must be an integer from 0 to 65535 (0: any free port), got 99999\n"
 
     # A tampered sheet: swapping two sides changes sheets.csv's sha256 recorded in study.json and key.json.
     original = (study / "sheets.csv").read_text()

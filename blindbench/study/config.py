@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from blindbench.errors import ConfigError
 from blindbench.options import option as _option
+
+PORT_MAX = 65535
+
+
+def check_port(port: int) -> int:
+    """``port`` when it is a TCP port number, 0 to 65535 (0: any free port); else a one-line ConfigError."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= PORT_MAX:
+        raise ConfigError(f"--port must be an integer from 0 to {PORT_MAX} (0: any free port), got {port!r}")
+    return port
 
 
 @dataclass(frozen=True)
 class StudyMakeConfig:
     """Draw blind A/B questionnaires (sheets) from saved eval outputs; the answer key goes to a separate file."""
 
-    runs: str = _option("", "folder of eval runs (each with samples.csv and images/<key>.png)")
+    runs: str = _option("", "folder of eval runs, searched recursively (each with samples.csv and images/<key>.png)")
     method: str = _option("vcn", "the method every question shows (one side)")
     against: str = _option("ca,gmc,pc,gc", "comma-separated opponents (the other side)")
     sets: str = _option("", "comma-separated test sets (default: every set where all opponents have images)")
@@ -30,7 +40,10 @@ class StudyServeConfig:
 
     study: str = _option("", "study folder (from `blindbench study make`)", positional=True)
     host: str = _option("127.0.0.1", "address to bind; anything but 127.0.0.1 exposes the page to the network")
-    port: int = _option(8765, "TCP port (0: any free port)")
+    port: int = _option(8765, "TCP port, 0 to 65535 (0: any free port)")
+
+    def __post_init__(self) -> None:
+        check_port(self.port)
 
 
 @dataclass(frozen=True)

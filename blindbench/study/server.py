@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from blindbench.errors import BlindbenchError
 from blindbench.study.answers import AnswerError, AnswerStore
-from blindbench.study.config import StudyServeConfig
+from blindbench.study.config import StudyServeConfig, check_port
 from blindbench.study.page import PAGE
 from blindbench.study.sheets import Study, load_study
 
@@ -162,7 +162,8 @@ class StudyServer:
     ``port=0`` picks a free port; ``url`` says which. Use as a context manager to stop it on exit.
 
     Raises:
-        BlindbenchError: the study does not check out, or the address cannot be bound (e.g. port in use).
+        BlindbenchError: the study does not check out, ``port`` is not 0-65535, or the address cannot be bound
+            (e.g. port in use).
     """
 
     def __init__(
@@ -172,6 +173,7 @@ class StudyServer:
         port: int = 8765,
         log_answers: bool = False,
     ) -> None:
+        check_port(port)  # socket.bind raises OverflowError (a traceback) for 99999 or -1
         study = load_study(study_dir)
         store = AnswerStore(study)
         kind = _Server6 if ":" in host else _Server

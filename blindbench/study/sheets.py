@@ -98,20 +98,22 @@ class _Sample:
 
 
 def index_runs(runs: Path) -> tuple[dict[tuple[str, str, str], _Sample], dict[tuple[str, str], Path]]:
-    """Saved outputs of every eval run under ``runs``.
+    """Saved outputs of every eval run below ``runs``: each folder holding a ``samples.csv``, at any depth (as for
+    ``tables`` and ``compare``), ``runs`` itself included. A run is named by its path relative to ``runs``.
 
     Returns:
         ({(method, set, key): sample with a saved image}, {(set, key): input picture, when some run saved one}).
     """
     if not runs.is_dir():
         raise BlindbenchError(f"runs folder not found: {runs}")
-    tables = sorted(runs.glob("*/samples.csv"))
+    tables = sorted(runs.rglob("samples.csv"), key=lambda p: p.relative_to(runs).as_posix())
     if not tables:
-        raise BlindbenchError(f"no eval runs under {runs} (expected {runs}/*/samples.csv)")
+        raise BlindbenchError(f"no eval runs under {runs} (expected {runs}/**/samples.csv, written by blindbench eval)")
     outputs: dict[tuple[str, str, str], _Sample] = {}
     inputs: dict[tuple[str, str], Path] = {}
     for table in tables:
         run = table.parent
+        name = run.relative_to(runs).as_posix() if run != runs else run.name  # "demo/vcn" for runs/demo/vcn
         try:
             with open(table, newline="") as handle:
                 rows = list(csv.DictReader(handle))
@@ -127,9 +129,9 @@ def index_runs(runs: Path) -> tuple[dict[tuple[str, str, str], _Sample], dict[tu
                 if where in outputs:
                     raise BlindbenchError(
                         f"two runs saved {row['method']} on set {row['set']} key {row['key']}: "
-                        f"{outputs[where].run} and {run.name}; keep one run per method and set under {runs}"
+                        f"{outputs[where].run} and {name}; keep one run per method and set under {runs}"
                     )
-                outputs[where] = _Sample(run.name, image)
+                outputs[where] = _Sample(name, image)
             picture = run / "inputs" / f"{row['key']}.png"
             if (row["set"], row["key"]) not in inputs and picture.is_file():
                 inputs[(row["set"], row["key"])] = picture
