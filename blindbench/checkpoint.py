@@ -93,11 +93,15 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
     return path
 
 
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint a path names: the file itself, or a run folder's ``checkpoints/last.pt``."""
+    path = Path(path)
+    return path / "checkpoints" / "last.pt" if path.is_dir() else path
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)``; a missing or unreadable file is a one-line error."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
+    path = checkpoint_file(path)
     if not path.is_file():
         raise BlindbenchError(f"checkpoint not found: {path}")
     try:

@@ -284,13 +284,13 @@ def _demo_train(cfg: DemoConfig) -> Path:
     """Train (or resume, or keep) the demo run; draw its loss curve."""
     import dataclasses as dc
 
-    from blindbench.checkpoint import load_checkpoint
+    from blindbench.checkpoint import checkpoint_file, load_checkpoint
     from blindbench.figures import loss_curve
     from blindbench.train import run_train
 
     train_cfg = demo_train_config(cfg)
     run_dir = Path(train_cfg.out)
-    last = run_dir / "checkpoints" / "last.pt"
+    last = checkpoint_file(run_dir)
     if last.is_file():
         step = load_checkpoint(last)["step"]
         if step >= train_cfg.total_steps:
@@ -322,13 +322,13 @@ def _demo_inpaint(run_dir: Path) -> Path:
     """Write text over a held-out photo at its own (non-square) size, restore it blind, save before/after."""
     import numpy as np
 
-    from blindbench.corpus import shrink
+    from blindbench.corpus import committed_manifest_path, shrink
     from blindbench.corruption import Recipe, apply, sample_params
     from blindbench.figures import before_after
     from blindbench.imageio import read_image, write_image
     from blindbench.inpainting import InpaintConfig, run_inpaint
 
-    manifest = json.loads((Path(__file__).resolve().parent.parent / "manifests" / "photos.corpus.json").read_text())
+    manifest = json.loads(committed_manifest_path("photos").read_text())
     source = next(s for s in manifest["sources"] if s["role"] == "clean" and s["split"] == "test")
     clean = shrink(read_image(source["file"]), 384)
     params = sample_params(np.random.default_rng(2020), Recipe(pattern="text"), clean.shape[:2])

@@ -41,11 +41,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from blindbench.checkpoint import checkpoint_file
 from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
 from blindbench.options import option as _option
 from blindbench.options import select_device, toml_value
 from blindbench.paths import data_root
-from blindbench.shards import committed_lock_path
+from blindbench.shards import find_lock
 
 REFERENCE_METHODS = ("input", "oracle-telea")
 COLUMNS = (
@@ -252,14 +254,11 @@ def _lock_digest(spec, folder: Path, verify: bool) -> str:
 
     Without ``verify`` the digest is prefixed ``unverified:`` so the identity says what was (not) checked.
     """
-    from blindbench.imageio import sha256_file
     from blindbench.shards import verify_set
 
     if not verify:
-        for path in (committed_lock_path(spec.name), folder / f"{spec.name}.lock.json"):
-            if path.is_file():
-                return "unverified:" + sha256_file(path)
-        return "unverified:"
+        lock = find_lock(spec, folder)
+        return "unverified:" + (sha256_file(lock) if lock.is_file() else "")
     report = verify_set(spec, folder)
     if not report.ok:
         raise BlindbenchError(
@@ -337,7 +336,6 @@ def _batches(cfg: EvalConfig, urls: list[str], done: set[str]) -> Iterator[dict]
 
 
 def _save_images(out: Path, batch: dict, restored: Tensor, logits: Tensor | None) -> None:
-    from blindbench.imageio import atomic_write_bytes, encode_png
     from blindbench.metrics import to_uint8_levels
 
     def rgb(t: Tensor) -> np.ndarray:  # (3, H, W) in [-1, 1] → uint8 (H, W, 3), the metrics' rounding
@@ -361,7 +359,6 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     """Score ``cfg.model`` on ``cfg.set``; returns the folder, counts, speed and the means of this run's rows."""
     from tqdm import tqdm
 
-    from blindbench.imageio import sha256_file
     from blindbench.iqa import IqaMetrics
     from blindbench.loader import shard_urls
     from blindbench.paths import set_dir
@@ -373,8 +370,7 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     urls = shard_urls(spec, folder)
     checkpoint_sha = ""
     if not cfg.is_reference:
-        path = Path(cfg.checkpoint)
-        path = path / "checkpoints" / "last.pt" if path.is_dir() else path
+        path = checkpoint_file(cfg.checkpoint)
         if not path.is_file():
             raise BlindbenchError(f"checkpoint not found: {path}")
         checkpoint_sha = sha256_file(path)
@@ -385,8 +381,6 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     # everything that can fail while setting up happens before the folder is claimed
     predict = _predictor(cfg, device)
     iqa = IqaMetrics(cfg.iqa, cfg.iqa_weights, device)
-    from blindbench.imageio import atomic_write_bytes
-
     atomic_write_bytes(out / "eval.toml", _toml_text(cfg, identity).encode())
     total = min(spec.count, cfg.limit) if cfg.limit else spec.count
     csv_path = out / "samples.csv"
@@ -433,8 +427,6 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
         )
     set_metrics = iqa.per_set(out / "images", out / "targets") if cfg.save_images else {}
     if set_metrics:
-        from blindbench.imageio import atomic_write_bytes
-
         lines = [f"{k} = {v!r}" for k, v in set_metrics.items()]
         atomic_write_bytes(out / "set_metrics.toml", ("\n".join(lines) + "\n").encode())
     means = {k: sums[k] / counts[k] for k in sums}

@@ -274,6 +274,12 @@ def committed_lock_path(name: str) -> Path:
     return manifests_dir() / f"{name}.lock.json"
 
 
+def find_lock(spec: SetSpec, out_dir: Path) -> Path:
+    """The lock a set is checked against: the committed one when there is one, else the one beside the shards."""
+    committed = committed_lock_path(spec.name)
+    return committed if committed.is_file() else out_dir / f"{spec.name}.lock.json"
+
+
 @dataclass
 class VerifyReport:
     lock_path: Path
@@ -291,9 +297,7 @@ def verify_set(
     """Check every shard of ``spec`` in ``out_dir`` against a lock (committed one first, else the generated one)."""
     out_dir = Path(out_dir) if out_dir is not None else set_dir(spec.name)
     if lock_path is None:
-        lock_path = committed_lock_path(spec.name)
-        if not lock_path.is_file():
-            lock_path = out_dir / f"{spec.name}.lock.json"
+        lock_path = find_lock(spec, out_dir)
     if not lock_path.is_file():
         raise ShardError(f"no lock for set {spec.name}: {lock_path} (run `blindbench generate --set {spec.name}`)")
     try:

@@ -35,9 +35,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blindbench.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, unwrap
+from blindbench.checkpoint import (
+    capture_rng,
+    checkpoint_file,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    unwrap,
+)
 from blindbench.errors import BlindbenchError, ConfigError
-from blindbench.options import DEVICES, toml_value
+from blindbench.options import DEVICES, select_device, toml_value
 from blindbench.options import option as _option
 from blindbench.paths import data_root
 
@@ -190,9 +197,7 @@ class Runtime:
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Pick the device once; join a process group when launched by torchrun (WORLD_SIZE > 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise BlindbenchError("device cuda requested but CUDA is not available")
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    use_cuda = select_device(cfg.device).type == "cuda"
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
@@ -491,7 +496,7 @@ def _default_out(cfg: TrainConfig) -> Path:
 def _resolve_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
     resume = Path(cfg.resume) if cfg.resume else None
     if resume is not None:
-        ckpt = resume / "checkpoints" / "last.pt" if resume.is_dir() else resume
+        ckpt = checkpoint_file(resume)
         if not ckpt.is_file():
             raise BlindbenchError(f"nothing to resume: {ckpt} not found")
         run_dir = Path(cfg.out) if cfg.out else ckpt.parent.parent
