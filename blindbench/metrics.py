@@ -1,11 +1,16 @@
 """Evaluation metrics with pinned conventions (SPEC §7): PSNR and SSIM on uint8-rounded images, mask quality.
 
 Everything here is a pure function on batched torch tensors. Inputs may live on any device and have any
-floating dtype; the arithmetic runs in float64 on the input's device (float32 filtering is only ~1.5x faster on
-CPU and misses scikit-image by up to 1.3e-4 SSIM on flat and bimodal flat images, where E[x²] - mu² cancels at
-every pixel the same way, and still by up to 3e-5 after centering each plane on its mean), and results come back as
-a (B,) tensor in the input's dtype on the input's device, one value per image, ready for per-sample CSV rows.
-Inputs are never modified; nothing is differentiable (everything runs under ``torch.no_grad``).
+floating dtype; the arithmetic runs in float64 (float32 filtering misses scikit-image by up to 1.3e-4 SSIM on flat
+and bimodal flat images, where E[x²] - mu² cancels at every pixel the same way, and still by up to 3e-5 after
+centering each plane on its mean), and results come back as a (B,) tensor in the input's dtype on the input's
+device, one value per image, ready for per-sample CSV rows. Inputs are never modified; nothing is differentiable
+(everything runs under ``torch.no_grad``).
+
+Where it runs: PSNR and SSIM of CPU tensors go through fused kernels compiled with numba
+(:mod:`blindbench.metrics_cpu`, ~15x scikit-image on 2 cores, see ``benchmarks/RESULTS.md``) on
+``torch.get_num_threads()`` threads; tensors on other devices go through torch ops on that device. The two paths
+agree to ~1e-15 and are both tested against scikit-image.
 
 Image conventions (``convention=``):
 
@@ -43,7 +48,9 @@ hard mask M as (B, 1, H, W) with values in {0, 1} (any dtype, bool included).
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -102,6 +109,9 @@ def _gaussian_weights() -> list[float]:
 
 
 _WEIGHTS = _gaussian_weights()
+_TAPS = np.array(_WEIGHTS)
+_UNSET = object()
+_CPU_KERNELS: object = _UNSET  # set on first CPU use: numba is imported only when needed
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -230,7 +240,16 @@ def _levels(x: torch.Tensor, convention: str) -> torch.Tensor:
 
 
 def _mean_squared_difference(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Tensor:
-    """Per-row mean of (levels(x) - levels(y))², float64.
+    """Per-row mean of (levels(x) - levels(y))², float64: the compiled kernel on CPU, else torch ops."""
+    kernels = _cpu_kernels() if x.device.type == "cpu" else None
+    if kernels is None:
+        return _mean_squared_difference_torch(x, y, unit)
+    a, b = _arrays(x, y)
+    return torch.from_numpy(kernels.squared_error_sums(a, b, unit, torch.get_num_threads())) / max(1, x.shape[1])
+
+
+def _mean_squared_difference_torch(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Tensor:
+    """Per-row mean of (levels(x) - levels(y))², float64, in torch ops (any device).
 
     Args:
         x: (B, N) values: [0, 1] floats when ``unit`` (rounded to levels here), else float64 levels.
@@ -292,8 +311,44 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, convention: str = "rgb") -> t
     return db.to(pred.dtype)
 
 
+def _cpu_kernels():
+    """The compiled CPU kernels (:mod:`blindbench.metrics_cpu`), or None when numba cannot be imported."""
+    global _CPU_KERNELS
+    if _CPU_KERNELS is _UNSET:
+        try:
+            from blindbench import metrics_cpu
+        except ImportError as exc:  # numba is a dependency; a broken install falls back to the torch ops
+            warnings.warn(f"numba unavailable ({exc}); PSNR/SSIM use the slower torch path on CPU", stacklevel=3)
+            metrics_cpu = None
+        _CPU_KERNELS = metrics_cpu
+    return _CPU_KERNELS
+
+
+def _arrays(x: torch.Tensor, y: torch.Tensor) -> tuple:
+    """Two CPU tensors as C-contiguous numpy arrays of one dtype, float32 or float64 (conversions are exact)."""
+    dtype = x.dtype if x.dtype == y.dtype and x.dtype in (torch.float32, torch.float64) else None
+    if dtype is None:
+        wide = torch.float64 in (x.dtype, y.dtype)
+        dtype = torch.float64 if wide else torch.float32
+    return tuple(t.detach().to(dtype).contiguous().numpy() for t in (x, y))
+
+
 def _ssim_planes(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Tensor:
-    """Mean SSIM map over the valid region of each plane.
+    """Mean SSIM map over the valid region of each plane: (P, H, W) planes → (P,) float64.
+
+    On CPU the fused compiled kernel of :mod:`blindbench.metrics_cpu`; elsewhere (or without numba) torch ops,
+    :func:`_ssim_planes_torch`. See there for ``unit``.
+    """
+    kernels = _cpu_kernels() if x.device.type == "cpu" else None
+    if kernels is None:
+        return _ssim_planes_torch(x, y, unit)
+    a, b = _arrays(x, y)
+    c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
+    return torch.from_numpy(kernels.ssim_planes(a, b, unit, _TAPS, c1, c2, torch.get_num_threads()))
+
+
+def _ssim_planes_torch(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Tensor:
+    """Mean SSIM map over the valid region of each plane, in torch ops (any device).
 
     Args:
         x: (P, H, W) planes: [0, 1] floats when ``unit`` (rounded to levels here), else float64 levels.

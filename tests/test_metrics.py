@@ -14,6 +14,8 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import average_precision_score
 
+import blindbench.metrics as metrics
+from blindbench import metrics_cpu
 from blindbench.metrics import (
     PSNR_CAP_DB,
     mask_average_precision,
@@ -81,6 +83,16 @@ def _luma(images: np.ndarray) -> np.ndarray:
     return np.round(n / 1000).astype(np.uint8)
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def backend(request, monkeypatch) -> str:
+    """Run a test on the compiled CPU kernels (the default on CPU) and on the torch ops (the path for GPUs)."""
+    if request.param == "torch":
+        monkeypatch.setattr(metrics, "_CPU_KERNELS", None)
+    else:
+        assert metrics._cpu_kernels() is not None, "numba is a dependency: the compiled kernels must import"
+    return request.param
+
+
 # ---------------------------------------------------------------------------------------------- images
 
 
@@ -102,7 +114,7 @@ def test_levels_clamp_and_round_half_even():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_psnr_rgb_matches_skimage(pairs, dtype):
+def test_psnr_rgb_matches_skimage(pairs, dtype, backend):
     clean, degraded = pairs
     got = psnr(_tensor(degraded, dtype), _tensor(clean, dtype))
     want = np.array([peak_signal_noise_ratio(c, d, data_range=255) for c, d in zip(clean, degraded)])
@@ -111,7 +123,7 @@ def test_psnr_rgb_matches_skimage(pairs, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_ssim_rgb_matches_skimage(pairs, dtype):
+def test_ssim_rgb_matches_skimage(pairs, dtype, backend):
     clean, degraded = pairs
     got = ssim(_tensor(degraded, dtype), _tensor(clean, dtype))
     want = np.array([_sk_ssim(d, c) for c, d in zip(clean, degraded)])
@@ -127,7 +139,7 @@ def test_ssim_argument_order_is_symmetric(pairs):
 
 
 @pytest.mark.parametrize("size", [(11, 11), (11, 13), (200, 260)])
-def test_ssim_matches_skimage_on_odd_sizes(size):
+def test_ssim_matches_skimage_on_odd_sizes(size, backend):
     """11x11 is the smallest valid image (a single window); 200x260 is split into row tiles on CPU."""
     h, w = size
     img = data.astronaut()[100 : 100 + h, 150 : 150 + w]
@@ -136,7 +148,7 @@ def test_ssim_matches_skimage_on_odd_sizes(size):
     np.testing.assert_allclose(got.numpy(), [_sk_ssim(other, img)], rtol=0, atol=1e-10)
 
 
-def test_y_convention_matches_skimage_on_rounded_luma(pairs):
+def test_y_convention_matches_skimage_on_rounded_luma(pairs, backend):
     clean, degraded = pairs
     a, b = _tensor(degraded), _tensor(clean)
     y_deg, y_clean = _luma(degraded), _luma(clean)
@@ -155,7 +167,7 @@ def test_luma_ties_round_half_to_even_exactly():
     assert rgb_levels_to_y(rgb).flatten().tolist() == [60.0, 28.0, 1.0]
 
 
-def test_reference_pair_values():
+def test_reference_pair_values(backend):
     """offline_data.md "Metric libraries": astronaut 512² vs its PIL JPEG q20.
 
     PSNR RGB 29.3111, SSIM RGB-Gaussian 0.869075, SSIM Y(YIQ) 0.909138 (pyiqa ssim). pyiqa's psnry (31.5077)
@@ -170,7 +182,7 @@ def test_reference_pair_values():
 
 
 @pytest.mark.parametrize("convention", ["rgb", "y"])
-def test_identical_images_give_exact_caps(pairs, convention):
+def test_identical_images_give_exact_caps(pairs, convention, backend):
     clean, _ = pairs
     flat = torch.stack([torch.zeros(3, H, W), torch.ones(3, H, W), torch.full((3, H, W), 0.5)])
     for x in (_tensor(clean), flat, _tensor(clean, torch.float64)):
@@ -181,7 +193,7 @@ def test_identical_images_give_exact_caps(pairs, convention):
     assert PSNR_CAP_DB == 100.0
 
 
-def test_fused_rounding_is_half_to_even():
+def test_fused_rounding_is_half_to_even(backend):
     """psnr/ssim round inside their loops (not via to_uint8_levels): 0.5 * 255 = 127.5 must become 128, not 127."""
     x = torch.full((1, 3, 16, 16), 0.5)
     assert psnr(x, torch.full_like(x, 128 / 255)).item() == PSNR_CAP_DB
@@ -212,7 +224,7 @@ def _adversarial_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_ssim_psnr_exact_on_adversarial_pairs(dtype):
+def test_ssim_psnr_exact_on_adversarial_pairs(dtype, backend):
     pairs = _adversarial_pairs()
     a = torch.stack([_tensor(x[None], dtype)[0] for x, _ in pairs])
     b = torch.stack([_tensor(y[None], dtype)[0] for _, y in pairs])
@@ -232,10 +244,11 @@ def test_psnr_cap_and_smallest_error():
     assert psnr(y, x).item() == PSNR_CAP_DB
 
 
-def test_values_outside_unit_range_are_clamped():
+def test_values_outside_unit_range_are_clamped(backend):
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     over = x.clone()
     over[:, :, :4] = over[:, :, :4] * 3 - 1  # values below 0 and above 1
+    over[0, 1, 5, :3] = torch.tensor([float("inf"), -float("inf"), 1e30])
     torch.testing.assert_close(ssim(over, x), ssim(over.clamp(0, 1), x))
     torch.testing.assert_close(psnr(over, x), psnr(over.clamp(0, 1), x))
 
@@ -346,7 +359,7 @@ def test_average_precision_matches_sklearn():
 
 
 @pytest.mark.parametrize("fn", [psnr, ssim])
-def test_image_errors(fn):
+def test_image_errors(fn, backend):
     x = torch.rand(2, 3, 16, 16)
     with pytest.raises(ValueError, match=r"pred must have shape \(B, 3, H, W\); got \(3, 16, 16\)"):
         fn(x[0], x[0])
@@ -415,9 +428,9 @@ def test_inputs_untouched_and_grad_inputs_accepted():
 
 @pytest.mark.parametrize("op_elements", [600, 5000, 1 << 30])
 def test_chunking_does_not_change_values(pairs, monkeypatch, op_elements):
-    """Tiny ops (one row per chunk and tile, many partial chunks) and whole-plane ops (the GPU layout) agree."""
-    import blindbench.metrics as metrics
-
+    """Torch path: tiny ops (one row per chunk and tile, many partial chunks) and whole-plane ops (the GPU layout)
+    agree."""
+    monkeypatch.setattr(metrics, "_CPU_KERNELS", None)
     clean, degraded = pairs
     a, b = _tensor(degraded[:3], torch.float64), _tensor(clean[:3], torch.float64)
     want = [ssim(a, b), psnr(a, b), ssim(a, b, "y"), psnr(a, b, "y")]
@@ -425,3 +438,96 @@ def test_chunking_does_not_change_values(pairs, monkeypatch, op_elements):
     got = [ssim(a, b), psnr(a, b), ssim(a, b, "y"), psnr(a, b, "y")]
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=0, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------- CPU kernels
+
+
+def _random_pairs(n: int, h: int, w: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(n, 3, h, w, generator=g, dtype=torch.float64)
+    b = (a + 0.2 * torch.randn(n, 3, h, w, generator=g, dtype=torch.float64)).clamp(0, 1)
+    b[0] = 0.5  # a flat image, where E[x²] - mu² cancels everywhere
+    return a, b
+
+
+def test_compiled_and_torch_paths_agree(pairs, monkeypatch):
+    clean, degraded = pairs
+    cases = [(_tensor(degraded), _tensor(clean)), _random_pairs(3, 37, 53, 0), _random_pairs(2, 11, 300, 1)]
+    fns = [lambda a, b, f=f, c=c: f(a, b, c) for f in (ssim, psnr) for c in ("rgb", "y")]
+    compiled = [[fn(a, b) for fn in fns] for a, b in cases]
+    monkeypatch.setattr(metrics, "_CPU_KERNELS", None)
+    for (a, b), want in zip(cases, compiled):
+        for fn, value in zip(fns, want):
+            torch.testing.assert_close(value.double(), fn(a, b).double(), rtol=0, atol=1e-12)
+
+
+def test_compiled_kernels_give_the_same_bits_on_any_number_of_threads(pairs):
+    clean, degraded = pairs
+    x = _tensor(degraded).reshape(-1, H, W).numpy()
+    y = _tensor(clean).reshape(-1, H, W).numpy()
+    taps, c1, c2 = metrics._TAPS, (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    one = metrics_cpu.ssim_planes(x, y, True, taps, c1, c2, threads=1)
+    sums = metrics_cpu.squared_error_sums(x.reshape(len(x), -1), y.reshape(len(y), -1), True, threads=1)
+    for threads in (2, 5, 64):
+        assert np.array_equal(metrics_cpu.ssim_planes(x, y, True, taps, c1, c2, threads), one)
+        assert np.array_equal(metrics_cpu.squared_error_sums(x.reshape(len(x), -1), y.reshape(len(y), -1), True,
+                                                             threads), sums)  # fmt: skip
+    with pytest.raises(ValueError, match="needs 11 symmetric taps"):
+        metrics_cpu.ssim_planes(x, y, True, taps[:9], c1, c2, 1)
+
+
+def test_mixed_dtypes_and_strided_inputs_give_the_same_values(pairs):
+    clean, degraded = pairs
+    a, b = _tensor(degraded, torch.float64), _tensor(clean, torch.float64)
+    want = [ssim(a, b), psnr(a, b), ssim(a, b, "y")]
+    a_last = a.float().contiguous(memory_format=torch.channels_last)  # a model's layout
+    b_view = torch.cat([b, b], dim=3)[..., :W]  # a strided view
+    for pred, target in ((a_last, b_view), (a_last, b), (a, b_view.float())):
+        got = [ssim(pred, target), psnr(pred, target), ssim(pred, target, "y")]
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.double(), w, rtol=0, atol=1e-6 if g.dtype == torch.float32 else 0)
+
+
+def _planes_in_child(args, conn) -> None:
+    conn.send(metrics_cpu.ssim_planes(*args).tolist())
+
+
+def test_compiled_kernels_work_in_a_forked_child(pairs):
+    """The parent's thread pool has no threads in a fork()ed child (say a DataLoader worker): the child makes its
+    own instead of queueing work that never runs. (Only the kernels run in the child: torch's own OpenMP pool is
+    not fork-safe, which is why DataLoader workers run torch on one thread.)"""
+    import multiprocessing
+
+    clean, degraded = pairs
+    x = _tensor(degraded[:4]).reshape(-1, H, W).numpy()
+    y = _tensor(clean[:4]).reshape(-1, H, W).numpy()
+    args = (x, y, True, metrics._TAPS, (0.01 * 255) ** 2, (0.03 * 255) ** 2, 2)
+    want = metrics_cpu.ssim_planes(*args).tolist()  # starts the parent's pool
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_planes_in_child, args=(args, child), daemon=True)
+    proc.start()
+    try:
+        assert parent.poll(60), "the forked child did not answer within 60 s"
+        assert parent.recv() == want
+    finally:
+        proc.kill()
+        proc.join(10)
+
+
+def test_missing_numba_falls_back_to_torch_with_a_warning(pairs, monkeypatch):
+    import sys
+
+    import blindbench
+
+    clean, degraded = pairs
+    a, b = _tensor(degraded[:2], torch.float64), _tensor(clean[:2], torch.float64)
+    want = ssim(a, b)
+    monkeypatch.setattr(metrics, "_CPU_KERNELS", metrics._UNSET)
+    monkeypatch.delattr(blindbench, "metrics_cpu")
+    monkeypatch.setitem(sys.modules, "blindbench.metrics_cpu", None)  # the import now raises ImportError
+    with pytest.warns(UserWarning, match="numba unavailable .*slower torch path"):
+        got = ssim(a, b)
+    assert metrics._cpu_kernels() is None
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
