@@ -16,6 +16,7 @@ import torch
 from common import cpu_description
 
 from blindbench.models import create_model, model_names, summarize
+from blindbench.runtime import keep_freed_memory
 
 
 def machine(device: torch.device) -> str:
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    tuned = keep_freed_memory()  # as the CLI does; BLINDBENCH_MALLOC_TUNING=0 measures glibc's default
+    print(f"malloc tuning (blindbench.runtime): {'on' if tuned else 'off'}")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     batches = [int(b) for b in args.batches.split(",")]
     for device in devices:

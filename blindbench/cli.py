@@ -21,6 +21,7 @@ from blindbench.errors import BlindbenchError
 from blindbench.evaluate import EvalConfig
 from blindbench.inpainting import InpaintConfig
 from blindbench.options import option as _option
+from blindbench.runtime import keep_freed_memory
 from blindbench.study.config import StudyMakeConfig, StudyScoreConfig, StudyServeConfig
 from blindbench.tables import TablesConfig
 
@@ -466,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # CPU passes ~2x faster (see there)
     try:
         if args._words == ("train",):
             run_train_command(args)
