@@ -167,6 +167,17 @@ def _squared_error_kernel(x, y, unit, out, start, stop):
         out[b] = _sum(diff)
 
 
+def _check_pair(x: np.ndarray, y: np.ndarray, ndim: int) -> None:
+    """The kernels index without bounds checks: refuse anything but two equal C-contiguous float arrays."""
+    for name, a in (("x", x), ("y", y)):
+        if not isinstance(a, np.ndarray) or a.ndim != ndim or a.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{name} must be a {ndim}-d float32 or float64 numpy array")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous")
+    if x.shape != y.shape or x.dtype != y.dtype:
+        raise ValueError(f"x and y differ: {x.shape} {x.dtype} vs {y.shape} {y.dtype}")
+
+
 def ssim_planes(x: np.ndarray, y: np.ndarray, unit: bool, taps: np.ndarray, c1: float, c2: float,
                 threads: int) -> np.ndarray:  # fmt: skip
     """Mean SSIM map over the valid region of each plane.
@@ -176,15 +187,18 @@ def ssim_planes(x: np.ndarray, y: np.ndarray, unit: bool, taps: np.ndarray, c1: 
             else levels.
         y: same shape and dtype as x.
         unit: Whether x and y still need rounding to uint8 levels.
-        taps: (2r+1,) float64 normalised Gaussian taps; H and W must be at least 2r+1.
+        taps: (11,) float64 normalised symmetric Gaussian taps; H and W must be at least 11.
         c1, c2: The SSIM stabilising constants.
         threads: Threads to use.
 
     Returns:
         (P,) float64.
     """
+    _check_pair(x, y, ndim=3)
     if taps.shape != (WINDOW,) or not np.array_equal(taps, taps[::-1]):
         raise ValueError(f"the CPU SSIM kernel needs {WINDOW} symmetric taps; got shape {taps.shape}")
+    if min(x.shape[1:]) < WINDOW:
+        raise ValueError(f"planes must be at least {WINDOW}x{WINDOW}; got {x.shape[1]}x{x.shape[2]}")
     out = np.empty(x.shape[0])
     _run_chunks(_ssim_kernel, x.shape[0], threads, x, y, unit, taps, c1, c2, out)
     return out
@@ -192,6 +206,7 @@ def ssim_planes(x: np.ndarray, y: np.ndarray, unit: bool, taps: np.ndarray, c1: 
 
 def squared_error_sums(x: np.ndarray, y: np.ndarray, unit: bool, threads: int) -> np.ndarray:
     """Per-row sum of squared level differences of (B, N) arrays (see :func:`ssim_planes` for ``unit``)."""
+    _check_pair(x, y, ndim=2)
     out = np.empty(x.shape[0])
     _run_chunks(_squared_error_kernel, x.shape[0], threads, x, y, unit, out)
     return out

@@ -475,6 +475,14 @@ def test_compiled_kernels_give_the_same_bits_on_any_number_of_threads(pairs):
                                                              threads), sums)  # fmt: skip
     with pytest.raises(ValueError, match="needs 11 symmetric taps"):
         metrics_cpu.ssim_planes(x, y, True, taps[:9], c1, c2, 1)
+    with pytest.raises(ValueError, match="at least 11x11; got 10x128"):
+        metrics_cpu.ssim_planes(x[:, :10].copy(), y[:, :10].copy(), True, taps, c1, c2, 1)
+    with pytest.raises(ValueError, match="x and y differ"):
+        metrics_cpu.ssim_planes(x, y[:2], True, taps, c1, c2, 1)
+    with pytest.raises(ValueError, match="y must be C-contiguous"):
+        metrics_cpu.squared_error_sums(x.reshape(len(x), -1), y.reshape(len(y), -1)[:, ::2], True, 1)
+    with pytest.raises(ValueError, match="x must be a 2-d float32 or float64"):
+        metrics_cpu.squared_error_sums(x, y, True, 1)
 
 
 def test_mixed_dtypes_and_strided_inputs_give_the_same_values(pairs):
