@@ -326,10 +326,10 @@ def _cpu_kernels():
 
 def _arrays(x: torch.Tensor, y: torch.Tensor) -> tuple:
     """Two CPU tensors as C-contiguous numpy arrays of one dtype, float32 or float64 (conversions are exact)."""
-    dtype = x.dtype if x.dtype == y.dtype and x.dtype in (torch.float32, torch.float64) else None
-    if dtype is None:
-        wide = torch.float64 in (x.dtype, y.dtype)
-        dtype = torch.float64 if wide else torch.float32
+    if x.dtype == y.dtype and x.dtype in (torch.float32, torch.float64):
+        dtype = x.dtype
+    else:  # mixed, half or bfloat16: the wider of the two
+        dtype = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
     return tuple(t.detach().to(dtype).contiguous().numpy() for t in (x, y))
 
 
