@@ -6,9 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Real photographs for the embedded corpus (clean: wallpapers; fill: other photos; see blindbench/corpus.py),
-# and chromium for the user-study page's real-browser test (driven by playwright from the dev extra).
+# chromium for the user-study page's real-browser test (driven by playwright from the dev extra), and tcmalloc,
+# which the `blindbench` command starts under (CPU forward passes ~2x faster; see blindbench/runtime.py).
 APT_PACKAGES := mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 plasma-workspace-wallpapers \
-	opencv-doc palapeli-data chromium
+	opencv-doc palapeli-data chromium libtcmalloc-minimal4
 
 .PHONY: demo test setup apt lint bench clean-data
 

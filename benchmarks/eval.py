@@ -22,7 +22,7 @@ from blindbench.checkpoint import save_checkpoint
 from blindbench.evaluate import EvalConfig, run_eval
 from blindbench.metrics import psnr, ssim
 from blindbench.models import create_model
-from blindbench.runtime import keep_freed_memory
+from blindbench.runtime import active_allocator
 
 
 def main() -> None:
@@ -34,8 +34,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=48)
     parser.add_argument("--set", default="photos-demo")
     args = parser.parse_args()
-    tuned = keep_freed_memory()  # as the CLI does; BLINDBENCH_MALLOC_TUNING=0 measures glibc's default
-    print(f"malloc tuning (blindbench.runtime): {'on' if tuned else 'off'}")
+    # the `blindbench` command runs under tcmalloc; to measure that, start this script with
+    # LD_PRELOAD=libtcmalloc_minimal.so.4 (blindbench/runtime.py)
+    print(f"allocator: {active_allocator()}")
     print(f"machine: {cpu_description()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     warm = torch.rand(1, 3, 16, 16)
     psnr(warm, warm), ssim(warm, warm), ssim(warm, warm, "y")  # load the compiled metric kernels before timing

@@ -16,7 +16,7 @@ import torch
 from common import cpu_description
 
 from blindbench.models import create_model, model_names, summarize
-from blindbench.runtime import keep_freed_memory
+from blindbench.runtime import active_allocator
 
 
 def machine(device: torch.device) -> str:
@@ -52,8 +52,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    tuned = keep_freed_memory()  # as the CLI does; BLINDBENCH_MALLOC_TUNING=0 measures glibc's default
-    print(f"malloc tuning (blindbench.runtime): {'on' if tuned else 'off'}")
+    # the `blindbench` command runs under tcmalloc; to measure that, start this script with
+    # LD_PRELOAD=libtcmalloc_minimal.so.4 (blindbench/runtime.py)
+    print(f"allocator: {active_allocator()}")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     batches = [int(b) for b in args.batches.split(",")]
     for device in devices:

@@ -17,7 +17,7 @@ import time
 import torch
 
 from blindbench.models import model_names
-from blindbench.runtime import keep_freed_memory
+from blindbench.runtime import active_allocator
 from blindbench.train import Runtime, TrainConfig, Trainer
 
 
@@ -97,8 +97,9 @@ def main() -> None:
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     args = parser.parse_args()
-    tuned = keep_freed_memory()  # as the CLI does; BLINDBENCH_MALLOC_TUNING=0 measures glibc's default
-    print(f"malloc tuning (blindbench.runtime): {'on' if tuned else 'off'}")
+    # the `blindbench` command runs under tcmalloc; to measure that, start this script with
+    # LD_PRELOAD=libtcmalloc_minimal.so.4 (blindbench/runtime.py)
+    print(f"allocator: {active_allocator()}")
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])

@@ -21,7 +21,7 @@ from blindbench.errors import BlindbenchError
 from blindbench.evaluate import EvalConfig
 from blindbench.inpainting import InpaintConfig
 from blindbench.options import option as _option
-from blindbench.runtime import keep_freed_memory
+from blindbench.runtime import active_allocator
 from blindbench.study.config import StudyMakeConfig, StudyScoreConfig, StudyServeConfig
 from blindbench.tables import TablesConfig
 
@@ -438,10 +438,33 @@ COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
 }
 
 
+def version_text() -> str:
+    """blindbench's version and what it runs on: the first line to paste into a bug report."""
+    import numba
+    import torch
+
+    from blindbench import __version__
+
+    return (f"blindbench {__version__} (python {sys.version.split()[0]}, torch {torch.__version__}, "
+            f"numba {numba.__version__}, allocator {active_allocator()})")  # fmt: skip
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, computed only when asked (it imports numba)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: typing.Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and what it runs on, then exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: typing.Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blindbench", description="Blind image inpainting toolkit (VCN and baselines)."
     )
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     for words, (config, _) in COMMANDS.items():
@@ -467,7 +490,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    keep_freed_memory()  # CPU passes ~2x faster (see there)
     try:
         if args._words == ("train",):
             run_train_command(args)

@@ -1,38 +1,65 @@
-"""Process-wide tuning for CPU work, applied once by the CLI before a command runs."""
+"""How the ``blindbench`` command starts: under tcmalloc when the library is installed.
+
+Why: glibc malloc serves every allocation above 32 MiB with a fresh ``mmap`` and unmaps it on free, so each
+activation of a CPU forward pass is faulted in again, page by page, on every pass. ``perf stat`` on three VCN
+passes (paper preset, 256², batch 8, 2 cores) counted 12.3 million page faults and as much kernel as user time.
+Under tcmalloc a pass takes 3.3 s instead of 6.7 s, with the same peak memory (``benchmarks/RESULTS.md``).
+Telling glibc not to unmap (``mallopt``) was as fast but let the heap grow without bound: torch allocates with
+``posix_memalign``, whose requests no longer fit the holes that earlier frees leave.
+
+The allocator must be chosen before the process starts, so the console command re-executes itself once with
+tcmalloc in ``LD_PRELOAD`` (Linux, when the dynamic linker finds ``libtcmalloc_minimal``; ``make`` installs it).
+This module imports nothing heavy, so the extra start costs a few milliseconds. ``BLINDBENCH_ALLOCATOR=system``
+keeps glibc malloc; from Python, start the interpreter with ``LD_PRELOAD=libtcmalloc_minimal.so.4`` yourself.
+"""
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
+import ctypes.util
 import os
-import platform
 import sys
 
-__all__ = ["MALLOC_TUNING_ENV", "keep_freed_memory"]
+__all__ = ["ALLOCATOR_ENV", "active_allocator", "find_tcmalloc", "main"]
 
-MALLOC_TUNING_ENV = "BLINDBENCH_MALLOC_TUNING"  # "0" leaves glibc malloc as it is
-_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
-_M_MMAP_MAX = -4
+ALLOCATOR_ENV = "BLINDBENCH_ALLOCATOR"  # "system" keeps glibc malloc
+_REEXEC_ENV = "_BLINDBENCH_REEXECUTED"  # set on the re-executed process: never re-execute twice
+_LIBRARIES = ("tcmalloc_minimal", "tcmalloc")
 
 
-def keep_freed_memory() -> bool:
-    """Make glibc keep freed memory for reuse instead of returning it to the OS (Linux/glibc only).
+def find_tcmalloc() -> str | None:
+    """The tcmalloc library the dynamic linker would load (a name such as ``libtcmalloc_minimal.so.4``), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    for name in _LIBRARIES:
+        found = ctypes.util.find_library(name)
+        if found:
+            return found
+    return None
 
-    glibc serves every allocation above 32 MiB with a fresh mmap and unmaps it on free, so each activation of a
-    CPU forward pass is faulted in page by page again. Measured for the VCN paper preset at 256², batch 8, on 2
-    cores: 12 million page faults for three passes and half the CPU time in the kernel; with mmap off and trimming
-    off a pass takes 3.5 s instead of 6.7 s, for a peak RSS of 2.0 GB instead of 1.3 GB (freed memory stays
-    with the process until it exits). ``BLINDBENCH_MALLOC_TUNING=0`` turns this off.
 
-    Returns:
-        Whether the setting was applied.
-    """
-    if os.environ.get(MALLOC_TUNING_ENV, "1") == "0":
-        return False
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return False
+def active_allocator() -> str:
+    """``"tcmalloc"`` when tcmalloc is mapped into this process, else ``"system"``."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt  # the libc this process already runs on
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+        with open("/proc/self/maps") as maps:
+            return "tcmalloc" if "tcmalloc" in maps.read() else "system"
+    except OSError:
+        return "system"
+
+
+def main() -> None:
+    """Console entry point: re-execute once under tcmalloc when possible, then run :func:`blindbench.cli.main`."""
+    wanted = os.environ.get(ALLOCATOR_ENV, "tcmalloc") != "system"
+    if wanted and _REEXEC_ENV not in os.environ and active_allocator() != "tcmalloc":
+        library = find_tcmalloc()
+        if library is not None:
+            env = dict(os.environ)
+            env["LD_PRELOAD"] = ":".join(filter(None, (env.get("LD_PRELOAD", ""), library)))
+            env[_REEXEC_ENV] = "1"
+            # -P: the working directory must not shadow installed modules, as it cannot for a console script
+            args = [sys.executable, "-P", "-c", "from blindbench.runtime import main; main()", *sys.argv[1:]]
+            with contextlib.suppress(OSError):  # cannot re-execute: run as is, on the system allocator
+                os.execve(sys.executable, args, env)
+    from blindbench.cli import main as cli_main
+
+    sys.exit(cli_main())
