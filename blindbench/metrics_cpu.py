@@ -13,9 +13,10 @@ registers, so results differ from the torch path and from scikit-image by ~1e-15
 inputs still give exactly 1: x and y go through the same operations and every doubling is exact.
 
 Parallelism: the kernels are serial and release the GIL (``nogil``); :func:`ssim_planes` and
-:func:`squared_error_sums` split planes/rows into small chunks and run them on a thread pool as wide as
-``torch.get_num_threads()``. Small chunks balance the load when another process holds a core, and no OpenMP
-runtime is involved (numba's ``parallel=True`` would bring a second one beside torch's and is not fork-safe).
+:func:`squared_error_sums` split planes/rows into small chunks that the calling thread and ``threads - 1``
+threads of one process-wide pool take in turn. Small chunks balance the load when another process holds a core,
+and no OpenMP runtime is involved (numba's ``parallel=True`` would bring a second one beside torch's and is not
+fork-safe).
 
 Compiled code is cached on disk (numba ``cache=True``): the first call on a machine compiles for a few seconds,
 later processes load it.
@@ -35,34 +36,62 @@ __all__ = ["squared_error_sums", "ssim_planes"]
 WINDOW = 11  # the kernels are written out for an 11-tap window (the pinned SSIM window)
 # error_model="numpy": a division by zero gives inf/NaN (as in torch) instead of a branch that raises, and the
 # division loop vectorises; no fastmath, so every operation is correctly rounded and identical inputs give 1.
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+_OPTIONS = {"nogil": True, "error_model": "numpy"}
 
-# Planes (or rows) per task: enough tasks per thread that a descheduled thread delays little.
+
+def _jit(fn):
+    """Compile lazily, cached on disk where numba finds a writable place, else once per process."""
+    try:
+        return numba.njit(cache=True, **_OPTIONS)(fn)
+    except RuntimeError:  # "no locator available": a read-only install and no writable cache folder
+        return numba.njit(**_OPTIONS)(fn)
+
+
+# Chunks per thread: enough that a thread that is descheduled (another process holds its core) delays little.
 _TASKS_PER_THREAD = 4
 
-_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per (process, width): a pool inherited through fork() has no live threads in the child."""
-    key = (os.getpid(), threads)
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is None:
-            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="blindbench-metrics")
-        return pool
+def _forget_pool() -> None:
+    """In a fork()ed child the parent's pool threads do not exist: start afresh (and with a fresh lock)."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _workers() -> ThreadPoolExecutor:
+    """The one pool of this process, as wide as the machine (each call uses as many threads as it asks for)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="blindbench-metrics")
+        return _pool
 
 
 def _run_chunks(kernel, count: int, threads: int, *args) -> None:
-    """Call ``kernel(*args, start, stop)`` over [0, count) in chunks, on ``threads`` threads."""
-    if threads <= 1 or count <= 1:
+    """Call ``kernel(*args, start, stop)`` over [0, count) in chunks, on ``threads`` threads (the caller's one
+    included): each thread takes the next chunk until none is left, so a slow thread simply takes fewer."""
+    threads = min(threads, count, os.cpu_count() or 1)
+    if threads <= 1:
         kernel(*args, 0, count)
         return
     step = max(1, -(-count // (threads * _TASKS_PER_THREAD)))
-    futures = [_pool(threads).submit(kernel, *args, s, min(count, s + step)) for s in range(0, count, step)]
-    for future in futures:
-        future.result()
+    starts = iter(range(0, count, step))  # next() on it is atomic under the GIL: no chunk is taken twice
+
+    def work() -> None:
+        for start in starts:
+            kernel(*args, start, min(count, start + step))
+
+    helpers = [_workers().submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    finally:
+        for helper in helpers:
+            helper.result()
 
 
 @_jit

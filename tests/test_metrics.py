@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 
 import cv2
 import numpy as np
@@ -539,3 +540,40 @@ def test_missing_numba_falls_back_to_torch_with_a_warning(pairs, monkeypatch):
         got = ssim(a, b)
     assert metrics._cpu_kernels() is None
     torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_one_pool_whatever_the_thread_counts_and_concurrent_callers_agree(pairs):
+    import threading
+
+    clean, degraded = pairs
+    a, b = _tensor(degraded), _tensor(clean)
+    want = ssim(a, b)
+    previous = torch.get_num_threads()
+    try:
+        for threads in range(1, 9):
+            torch.set_num_threads(threads)
+            torch.testing.assert_close(ssim(a, b), want, rtol=0, atol=0)
+    finally:
+        torch.set_num_threads(previous)
+    names = [t.name for t in threading.enumerate() if t.name.startswith("blindbench-metrics")]
+    assert len(names) <= (os.cpu_count() or 1)
+    results: list[torch.Tensor] = []
+    callers = [threading.Thread(target=lambda: results.extend(ssim(a, b) for _ in range(5))) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(60)
+    assert len(results) == 20 and all(torch.equal(r, want) for r in results)
+
+
+def test_kernels_compile_without_a_writable_cache():
+    """A read-only install and no writable cache folder: numba refuses cache=True; compile per process instead."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator", "NUMBA_CACHE_DIR": "/dev/null/x"}
+    code = ("import warnings, torch; warnings.simplefilter('error'); import blindbench.metrics as m; "
+            "x = torch.rand(1, 3, 16, 16); print(m.ssim(x, x).item(), m._cpu_kernels() is not None)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1.0", "True"]
