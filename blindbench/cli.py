@@ -453,7 +453,8 @@ class _VersionAction(argparse.Action):
     """``--version``, computed only when asked (it imports numba)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: typing.Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, help="print the version and what it runs on, then exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,  # no attribute on the namespace
+                         help="print the version and what it runs on, then exit")  # fmt: skip
 
     def __call__(self, parser: argparse.ArgumentParser, *args: typing.Any) -> None:
         print(version_text())
