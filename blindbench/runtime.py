@@ -7,9 +7,11 @@ Under tcmalloc a pass takes 3.3 s instead of 6.7 s, with the same peak memory (`
 Telling glibc not to unmap (``mallopt``) was as fast but let the heap grow without bound: torch allocates with
 ``posix_memalign``, whose requests no longer fit the holes that earlier frees leave.
 
-The allocator must be chosen before the process starts, so the console command re-executes itself once with
-tcmalloc in ``LD_PRELOAD`` (Linux, when the dynamic linker finds ``libtcmalloc_minimal``; ``make`` installs it).
-This module imports nothing heavy, so the extra start costs a few milliseconds. ``BLINDBENCH_ALLOCATOR=system``
+The allocator must be chosen before the process starts, so the console command re-executes itself once, with the
+same command line (interpreter flags, script, arguments) and tcmalloc added to ``LD_PRELOAD`` (Linux, when the
+dynamic linker finds ``libtcmalloc_minimal``; ``make`` installs it). The PID stays the same, so signals, exit codes
+and launchers such as torchrun are unaffected. This module imports nothing heavy: the extra start costs a few
+milliseconds. ``BLINDBENCH_ALLOCATOR=system``
 keeps glibc malloc; from Python, start the interpreter with ``LD_PRELOAD=libtcmalloc_minimal.so.4`` yourself.
 """
 
@@ -39,27 +41,44 @@ def find_tcmalloc() -> str | None:
 
 
 def active_allocator() -> str:
-    """``"tcmalloc"`` when tcmalloc is mapped into this process, else ``"system"``."""
+    """``"tcmalloc"`` when a tcmalloc library is mapped into this process, else ``"system"``."""
     try:
         with open("/proc/self/maps") as maps:
-            return "tcmalloc" if "tcmalloc" in maps.read() else "system"
+            names = {os.path.basename(line.split()[-1]) for line in maps if line.count(" ") >= 5 and "/" in line}
     except OSError:
         return "system"
+    return "tcmalloc" if any(name.startswith("libtcmalloc") for name in names) else "system"
+
+
+def _allocator_wanted() -> str:
+    value = os.environ.get(ALLOCATOR_ENV, "tcmalloc").strip().lower() or "tcmalloc"
+    if value not in ("tcmalloc", "system"):
+        sys.stderr.write(f"blindbench: error: {ALLOCATOR_ENV} must be 'tcmalloc' or 'system'; got {value!r}\n")
+        sys.exit(2)
+    return value
+
+
+def _command_line() -> tuple[str, list[str]]:
+    """The executable and argv that start this very command again: the script itself when it was started as
+    one (so the process keeps its name), else the interpreter with its original flags and arguments."""
+    script = sys.argv[0]
+    if sys.orig_argv[1:2] == [script] and os.path.isfile(script) and os.access(script, os.X_OK):
+        return script, [script, *sys.argv[1:]]
+    return sys.executable, list(sys.orig_argv)
 
 
 def main() -> None:
     """Console entry point: re-execute once under tcmalloc when possible, then run :func:`blindbench.cli.main`."""
-    wanted = os.environ.get(ALLOCATOR_ENV, "tcmalloc") != "system"
-    if wanted and _REEXEC_ENV not in os.environ and active_allocator() != "tcmalloc":
+    reexecuted = os.environ.pop(_REEXEC_ENV, None) is not None  # popped: commands this one starts may re-execute
+    if _allocator_wanted() == "tcmalloc" and not reexecuted and active_allocator() != "tcmalloc":
         library = find_tcmalloc()
         if library is not None:
             env = dict(os.environ)
             env["LD_PRELOAD"] = ":".join(filter(None, (env.get("LD_PRELOAD", ""), library)))
             env[_REEXEC_ENV] = "1"
-            # -P: the working directory must not shadow installed modules, as it cannot for a console script
-            args = [sys.executable, "-P", "-c", "from blindbench.runtime import main; main()", *sys.argv[1:]]
+            executable, argv = _command_line()
             with contextlib.suppress(OSError):  # cannot re-execute: run as is, on the system allocator
-                os.execve(sys.executable, args, env)
+                os.execve(executable, argv, env)
     from blindbench.cli import main as cli_main
 
     sys.exit(cli_main())

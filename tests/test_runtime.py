@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from blindbench import runtime
 from blindbench.runtime import ALLOCATOR_ENV, active_allocator, find_tcmalloc
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD and /proc: Linux only")
@@ -72,3 +73,30 @@ def test_tcmalloc_reuses_freed_buffers_where_glibc_faults_them_in_again():
     system = int(_run([sys.executable, "-c", _PROBE]).stdout)
     tcmalloc = int(_run([sys.executable, "-c", _PROBE], LD_PRELOAD=library).stdout)
     assert tcmalloc * 10 < system, (tcmalloc, system)  # measured: 0 against 81,925 (5 x 16,384 pages)
+
+
+def test_bad_allocator_setting_is_a_one_line_error():
+    out = _run([str(COMMAND), "--version"], **{ALLOCATOR_ENV: "glibc"})
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == f"blindbench: error: {ALLOCATOR_ENV} must be 'tcmalloc' or 'system'; got 'glibc'\n"
+
+
+def test_reexecution_repeats_the_original_command_line(monkeypatch):
+    """Started as a script: the script again (the process keeps its name); with interpreter flags: all of them."""
+    script = str(COMMAND)
+    monkeypatch.setattr(sys, "argv", [script, "eval", "--limit", "2"])
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, script, "eval", "--limit", "2"])
+    assert runtime._command_line() == (script, [script, "eval", "--limit", "2"])
+    flagged = [sys.executable, "-X", "dev", "-W", "error", script, "eval", "--limit", "2"]
+    monkeypatch.setattr(sys, "orig_argv", flagged)
+    assert runtime._command_line() == (sys.executable, flagged)
+
+
+def test_allocator_is_read_from_library_names_not_any_path(tmp_path):
+    import mmap
+
+    decoy = tmp_path / "my-tcmalloc-notes.bin"
+    decoy.write_bytes(b"\0" * 4096)
+    with open(decoy, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ):
+        assert "my-tcmalloc-notes.bin" in Path("/proc/self/maps").read_text()
+        assert active_allocator() == "system"
