@@ -112,12 +112,12 @@ def run_one_thread(clean: torch.Tensor, degraded: torch.Tensor) -> tuple[np.ndar
 
 
 def run_torch_ops(clean: torch.Tensor, degraded: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    kernels = metrics._cpu_kernels()
-    metrics._CPU_KERNELS = None  # the path tensors on a GPU take
+    cached = metrics._cpu_kernels
+    metrics._cpu_kernels = lambda: None  # the path tensors on a GPU take
     try:
         return run_blindbench(clean, degraded)
     finally:
-        metrics._CPU_KERNELS = kernels
+        metrics._cpu_kernels = cached
 
 
 def main() -> None:

@@ -440,17 +440,20 @@ COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
 
 def version_text() -> str:
     """blindbench's version and what it runs on: the first line to paste into a bug report."""
-    import numba
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
 
-    from blindbench import __version__
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
-    return (f"blindbench {__version__} (python {sys.version.split()[0]}, torch {torch.__version__}, "
-            f"numba {numba.__version__}, allocator {active_allocator()})")  # fmt: skip
+    return (f"blindbench {installed('blindbench')} (python {sys.version.split()[0]}, torch {installed('torch')}, "
+            f"numba {installed('numba')}, allocator {active_allocator()})")  # fmt: skip
 
 
 class _VersionAction(argparse.Action):
-    """``--version``, computed only when asked (it imports numba)."""
+    """``--version``, computed only when asked."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: typing.Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,  # no attribute on the namespace

@@ -47,6 +47,7 @@ hard mask M as (B, 1, H, W) with values in {0, 1} (any dtype, bool included).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -110,8 +111,8 @@ def _gaussian_weights() -> list[float]:
 
 _WEIGHTS = _gaussian_weights()
 _TAPS = np.array(_WEIGHTS)
-_UNSET = object()
-_CPU_KERNELS: object = _UNSET  # set on first CPU use: numba is imported only when needed
+_SSIM_C1 = (SSIM_K1 * DATA_RANGE) ** 2
+_SSIM_C2 = (SSIM_K2 * DATA_RANGE) ** 2
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -311,17 +312,18 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, convention: str = "rgb") -> t
     return db.to(pred.dtype)
 
 
+@functools.cache
 def _cpu_kernels():
-    """The compiled CPU kernels (:mod:`blindbench.metrics_cpu`), or None when numba cannot be imported."""
-    global _CPU_KERNELS
-    if _CPU_KERNELS is _UNSET:
-        try:
-            from blindbench import metrics_cpu
-        except ImportError as exc:  # numba is a dependency; a broken install falls back to the torch ops
-            warnings.warn(f"numba unavailable ({exc}); PSNR/SSIM use the slower torch path on CPU", stacklevel=3)
-            metrics_cpu = None
-        _CPU_KERNELS = metrics_cpu
-    return _CPU_KERNELS
+    """The compiled CPU kernels (:mod:`blindbench.metrics_cpu`), or None when numba cannot be imported.
+
+    Imported on first CPU use, so ``import blindbench.metrics`` does not load numba.
+    """
+    try:
+        from blindbench import metrics_cpu
+    except ImportError as exc:  # numba is a dependency; a broken install falls back to the torch ops
+        warnings.warn(f"numba unavailable ({exc}); PSNR/SSIM use the slower torch path on CPU", stacklevel=3)
+        return None
+    return metrics_cpu
 
 
 def _arrays(x: torch.Tensor, y: torch.Tensor) -> tuple:
@@ -343,8 +345,7 @@ def _ssim_planes(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Tensor:
     if kernels is None:
         return _ssim_planes_torch(x, y, unit)
     a, b = _arrays(x, y)
-    c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
-    return torch.from_numpy(kernels.ssim_planes(a, b, unit, _TAPS, c1, c2, torch.get_num_threads()))
+    return torch.from_numpy(kernels.ssim_planes(a, b, unit, _TAPS, _SSIM_C1, _SSIM_C2, torch.get_num_threads()))
 
 
 def _ssim_planes_torch(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Tensor:
@@ -380,8 +381,7 @@ def _ssim_planes_torch(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Te
     hbuf = torch.empty((4, planes, h, w), **opts)  # filtered along W (columns >= wv: don't care)
     vbuf = torch.empty((4, planes, rows_v, w), **opts)  # ux, uy, E[x²+y²], E[xy] for a tile of rows
     work = torch.empty((3, planes, rows_v, w), **opts)
-    c1 = (SSIM_K1 * DATA_RANGE) ** 2
-    c2 = (SSIM_K2 * DATA_RANGE) ** 2
+    c1, c2 = _SSIM_C1, _SSIM_C2
 
     def chunks(m: int) -> list[tuple]:
         """Per chunk of rows: first row, rows, the four stacked maps, x and y together, the 11 shifted views,

@@ -44,7 +44,7 @@ def active_allocator() -> str:
     """``"tcmalloc"`` when a tcmalloc library is mapped into this process, else ``"system"``."""
     try:
         with open("/proc/self/maps") as maps:
-            names = {os.path.basename(line.split()[-1]) for line in maps if line.count(" ") >= 5 and "/" in line}
+            names = {line.rsplit("/", 1)[1].strip() for line in maps if "/" in line}  # the mapped files' names
     except OSError:
         return "system"
     return "tcmalloc" if any(name.startswith("libtcmalloc") for name in names) else "system"

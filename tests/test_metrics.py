@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -88,7 +89,7 @@ def _luma(images: np.ndarray) -> np.ndarray:
 def backend(request, monkeypatch) -> str:
     """Run a test on the compiled CPU kernels (the default on CPU) and on the torch ops (the path for GPUs)."""
     if request.param == "torch":
-        monkeypatch.setattr(metrics, "_CPU_KERNELS", None)
+        monkeypatch.setattr(metrics, "_cpu_kernels", lambda: None)
     else:
         assert metrics._cpu_kernels() is not None, "numba is a dependency: the compiled kernels must import"
     return request.param
@@ -431,7 +432,7 @@ def test_inputs_untouched_and_grad_inputs_accepted():
 def test_chunking_does_not_change_values(pairs, monkeypatch, op_elements):
     """Torch path: tiny ops (one row per chunk and tile, many partial chunks) and whole-plane ops (the GPU layout)
     agree."""
-    monkeypatch.setattr(metrics, "_CPU_KERNELS", None)
+    monkeypatch.setattr(metrics, "_cpu_kernels", lambda: None)
     clean, degraded = pairs
     a, b = _tensor(degraded[:3], torch.float64), _tensor(clean[:3], torch.float64)
     want = [ssim(a, b), psnr(a, b), ssim(a, b, "y"), psnr(a, b, "y")]
@@ -457,7 +458,7 @@ def test_compiled_and_torch_paths_agree(pairs, monkeypatch):
     cases = [(_tensor(degraded), _tensor(clean)), _random_pairs(3, 37, 53, 0), _random_pairs(2, 11, 300, 1)]
     fns = [lambda a, b, f=f, c=c: f(a, b, c) for f in (ssim, psnr) for c in ("rgb", "y")]
     compiled = [[fn(a, b) for fn in fns] for a, b in cases]
-    monkeypatch.setattr(metrics, "_CPU_KERNELS", None)
+    monkeypatch.setattr(metrics, "_cpu_kernels", lambda: None)
     for (a, b), want in zip(cases, compiled):
         for fn, value in zip(fns, want):
             torch.testing.assert_close(value.double(), fn(a, b).double(), rtol=0, atol=1e-12)
@@ -467,7 +468,7 @@ def test_compiled_kernels_give_the_same_bits_on_any_number_of_threads(pairs):
     clean, degraded = pairs
     x = _tensor(degraded).reshape(-1, H, W).numpy()
     y = _tensor(clean).reshape(-1, H, W).numpy()
-    taps, c1, c2 = metrics._TAPS, (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    taps, c1, c2 = metrics._TAPS, metrics._SSIM_C1, metrics._SSIM_C2
     one = metrics_cpu.ssim_planes(x, y, True, taps, c1, c2, threads=1)
     sums = metrics_cpu.squared_error_sums(x.reshape(len(x), -1), y.reshape(len(y), -1), True, threads=1)
     for threads in (2, 5, 64):
@@ -511,7 +512,7 @@ def test_compiled_kernels_work_in_a_forked_child(pairs):
     clean, degraded = pairs
     x = _tensor(degraded[:4]).reshape(-1, H, W).numpy()
     y = _tensor(clean[:4]).reshape(-1, H, W).numpy()
-    args = (x, y, True, metrics._TAPS, (0.01 * 255) ** 2, (0.03 * 255) ** 2, 2)
+    args = (x, y, True, metrics._TAPS, metrics._SSIM_C1, metrics._SSIM_C2, 2)
     want = metrics_cpu.ssim_planes(*args).tolist()  # starts the parent's pool
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
@@ -533,7 +534,7 @@ def test_missing_numba_falls_back_to_torch_with_a_warning(pairs, monkeypatch):
     clean, degraded = pairs
     a, b = _tensor(degraded[:2], torch.float64), _tensor(clean[:2], torch.float64)
     want = ssim(a, b)
-    monkeypatch.setattr(metrics, "_CPU_KERNELS", metrics._UNSET)
+    monkeypatch.setattr(metrics, "_cpu_kernels", functools.cache(metrics._cpu_kernels.__wrapped__))  # a fresh cache
     monkeypatch.delattr(blindbench, "metrics_cpu")
     monkeypatch.setitem(sys.modules, "blindbench.metrics_cpu", None)  # the import now raises ImportError
     with pytest.warns(UserWarning, match="numba unavailable .*slower torch path"):
