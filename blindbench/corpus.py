@@ -218,6 +218,13 @@ class CorpusConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("tiles", "center"):
             raise BlindbenchError(f"unknown corpus mode {self.mode!r}: use 'tiles' or 'center'")
+        whole = {"crop": self.crop, "test_every": self.test_every}
+        numbers = {"min_std": self.min_std, "min_laplacian": self.min_laplacian}
+        for key, value in [*whole.items(), *(("scales", v) for v in self.scales), *numbers.items()]:
+            kinds = int if key in whole or key == "scales" else int | float
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                kind = "an integer" if kinds is int else "a number"
+                raise BlindbenchError(f"bad corpus config: {key} must be {kind}, got {value!r}")
         if self.crop < 16 or self.test_every < 1 or not self.scales:
             raise BlindbenchError(f"bad corpus config: crop={self.crop}, test_every={self.test_every}")
 
@@ -501,8 +508,12 @@ class Corpus:
         manifest_path = self.folder / "corpus.json"
         if not manifest_path.is_file():
             raise BlindbenchError(f"corpus not built: {self.folder} (run `blindbench corpus build`)")
-        self.manifest = json.loads(manifest_path.read_text())
-        self.name = self.manifest["name"]
+        try:
+            self.manifest = json.loads(manifest_path.read_text())
+            self.name = self.manifest["name"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise BlindbenchError(f"corrupt corpus manifest {manifest_path} ({exc}): rebuild it with "
+                                  f"`blindbench corpus build`") from None  # fmt: skip
         self._arrays: dict[str, np.ndarray] = {}
 
     @classmethod

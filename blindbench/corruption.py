@@ -47,8 +47,8 @@ PATTERN_DEFAULT_MASK = {
 PATTERNS_WITH_IMAGE_FILL = frozenset({"real", "paste"})
 
 
-def _unknown(kind: str, value: str, known: Any) -> ConfigError:
-    close = difflib.get_close_matches(value, list(known), n=1)
+def _unknown(kind: str, value: Any, known: Any) -> ConfigError:
+    close = difflib.get_close_matches(str(value), list(known), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
     return ConfigError(f"unknown {kind} {value!r}{hint}")
 
@@ -80,7 +80,17 @@ class Recipe:
         default_mask = PATTERN_DEFAULT_MASK[self.pattern]
         if not self.mask:
             object.__setattr__(self, "mask", default_mask)
-        get_mask_generator(self.mask)  # unknown names fail here, at load time
+        generator = get_mask_generator(self.mask)  # unknown names fail here, at load time
+        if not isinstance(self.mask_options, Mapping):
+            raise ConfigError(f"mask_options must be a table of options, got {self.mask_options!r}")
+        for key in ("soft_probability", "weight"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"recipe {key} must be a number, got {value!r}")
+        try:  # bad option names or values fail here too, not later in every generate worker
+            generator.sample(np.random.default_rng(0), 256, 256, **self.mask_options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad mask_options for mask generator {self.mask!r}: {exc}") from None
         if not 0.0 <= self.soft_probability <= 1.0:
             raise ConfigError(f"soft_probability must be in [0, 1], got {self.soft_probability}")
         if not self.weight > 0:

@@ -14,8 +14,9 @@ class ImageReadError(BlindbenchError):
     """An image file is missing, unreadable or unusable."""
 
 
-class ConfigError(BlindbenchError):
-    """A manifest, config file or option holds an unknown key or a bad value."""
+class ConfigError(BlindbenchError, ValueError):
+    """A manifest, config file or option holds an unknown key or a bad value (also a ValueError, for library
+    callers that catch bad arguments as such)."""
 
 
 class ShardError(BlindbenchError):

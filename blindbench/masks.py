@@ -28,6 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from blindbench.errors import ConfigError
+
 Params = dict[str, Any]
 
 __all__ = [
@@ -821,7 +823,7 @@ def get_mask_generator(name: str) -> MaskGenerator:
     """Look up a registered mask generator by name.
 
     Raises:
-        ValueError: one line naming the unknown generator, with "did you mean" suggestions.
+        ConfigError: (a ValueError) one line naming the unknown generator, with "did you mean" suggestions.
     """
     try:
         return MASK_GENERATORS[name]
@@ -829,4 +831,4 @@ def get_mask_generator(name: str) -> MaskGenerator:
         pass
     close = difflib.get_close_matches(str(name), list(MASK_GENERATORS), n=3, cutoff=0.5)
     hint = ", ".join(close or MASK_GENERATORS)
-    raise ValueError(f"unknown mask generator {name!r}; did you mean: {hint}?")
+    raise ConfigError(f"unknown mask generator {name!r}; did you mean: {hint}?")

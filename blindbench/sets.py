@@ -146,7 +146,10 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
         raise ConfigError(f"set {name}: [corpus] needs a 'name'")
     config_keys = {k: v for k, v in corpus_table.items() if k in ("mode", "test_every", "min_std", "min_laplacian")}
     if "scales" in corpus_table:
-        config_keys["scales"] = tuple(corpus_table["scales"])
+        scales = corpus_table["scales"]
+        if not isinstance(scales, list):
+            raise ConfigError(f"set {name}: [corpus] scales must be a list of short sides, got {scales!r}")
+        config_keys["scales"] = tuple(scales)
     size = _int(data, "size", 256, 16)
     corpus = CorpusSpec(
         name=corpus_table["name"],

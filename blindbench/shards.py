@@ -156,7 +156,7 @@ def _existing_entry(spec: SetSpec, shard: int, out_dir: Path) -> dict | None:
     sidecar = final.with_name(final.name + ".sha256")
     if not (final.is_file() and sidecar.is_file()):
         return None
-    recorded = sidecar.read_text().split()[0]
+    recorded = "".join(sidecar.read_text(errors="replace").split()[:1])  # empty or damaged: rewrite the shard
     if sha256_file(final) != recorded:
         return None
     return {
@@ -302,8 +302,13 @@ def verify_set(
         raise ShardError(f"no lock for set {spec.name}: {lock_path} (run `blindbench generate --set {spec.name}`)")
     try:
         lock = json.loads(lock_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ShardError(f"lock file is not valid JSON: {lock_path} ({exc})") from None
+    entries = lock.get("shards", []) if isinstance(lock, dict) else None
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("sha256"), str) for e in entries
+    ):
+        raise ShardError(f"not a blindbench lock (each shard needs a 'file' and a 'sha256'): {lock_path}")
     problems = []
     if lock.get("manifest_sha256") != spec.sha256:
         problems.append(f"lock {lock_path.name} was made from a different manifest than {spec.path}")

@@ -161,3 +161,15 @@ def test_empty_or_missing_folder_is_an_error(tmp_path: Path) -> None:
         folder_sources(tmp_path / "missing", tmp_path / "empty")
     with pytest.raises(BlindbenchError, match="no images found under"):
         folder_sources(tmp_path / "empty", tmp_path / "empty")
+
+
+def test_bad_corpus_config_values_and_corrupt_manifest_are_one_line_errors(tmp_path):
+    with pytest.raises(BlindbenchError, match="test_every must be an integer, got '5'"):
+        CorpusConfig(test_every="5")
+    with pytest.raises(BlindbenchError, match="scales must be an integer, got 512.5"):
+        CorpusConfig(scales=(512.5,))
+    with pytest.raises(BlindbenchError, match="min_std must be a number, got 'high'"):
+        CorpusConfig(min_std="high")
+    (tmp_path / "corpus.json").write_text('{"name": "photos", "crops"')  # cut off mid-write
+    with pytest.raises(BlindbenchError, match="corrupt corpus manifest .*corpus build"):
+        Corpus(tmp_path)

@@ -75,6 +75,16 @@ def test_bad_recipes_are_one_line_errors() -> None:
         Recipe("rael")
     with pytest.raises(ValueError, match="did you mean"):
         Recipe("real", mask="vnc")
+    with pytest.raises(ConfigError, match="unknown mask generator 'vnc'"):  # a ConfigError too: one line in the CLI
+        Recipe("real", mask="vnc")
+    with pytest.raises(ConfigError, match="bad mask_options for mask generator 'vcn': .*unexpected keyword"):
+        Recipe("real", mask_options={"strokes": 3})
+    with pytest.raises(ConfigError, match="bad mask_options for mask generator 'vcn': parts must be"):
+        Recipe("real", mask_options={"parts": -1})
+    with pytest.raises(ConfigError, match="mask_options must be a table"):
+        Recipe("real", mask_options=[1])
+    with pytest.raises(ConfigError, match="recipe weight must be a number, got '2'"):
+        Recipe("real", weight="2")
     with pytest.raises(ConfigError, match="unknown recipe key 'colour_space'"):
         Recipe.from_dict({"pattern": "real", "colour_space": "rgb"})
     with pytest.raises(ConfigError, match="soft_probability"):

@@ -96,3 +96,18 @@ def test_missing_lock_and_unwritable_output_are_errors(demo_spec, tmp_path: Path
     blocker.write_text("x")
     with pytest.raises(BlindbenchError, match="output folder not writable: .*file/sub"):
         generate_set(demo_spec, blocker / "sub", workers=1, progress=False)
+
+
+def test_malformed_lock_and_empty_sidecar(demo_dir: Path, demo_spec, tmp_path: Path) -> None:
+    for content in ('[1, 2]', '{"shards": [{"sha256": "00"}]}', '{"shards": "x"}'):
+        lock = tmp_path / "bad.lock.json"
+        lock.write_text(content)
+        with pytest.raises(ShardError, match="not a blindbench lock"):
+            verify_set(demo_spec, demo_dir, lock_path=lock)
+    folder = tmp_path / "sidecar"
+    shutil.copytree(demo_dir, folder)
+    sidecar = folder / f"{demo_spec.shard_name(0)}.sha256"
+    sidecar.write_text("")
+    assert shards._existing_entry(demo_spec, 0, folder) is None  # rewritten, not an IndexError
+    assert generate_set(demo_spec, folder, workers=1, progress=False).written == 1
+    assert _hashes(folder, demo_spec) == _hashes(demo_dir, demo_spec)
