@@ -384,14 +384,14 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     atomic_write_bytes(out / "eval.toml", _toml_text(cfg, identity).encode())
     total = min(spec.count, cfg.limit) if cfg.limit else spec.count
     csv_path = out / "samples.csv"
-    new_file = not csv_path.is_file() or csv_path.stat().st_size == 0
+    new_file = not done  # no scored row yet: (re)write the header, which may name other --iqa columns
     columns = COLUMNS + tuple(iqa.per_sample_names)
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     scored = 0
     start = time.perf_counter()
     with (
-        open(csv_path, "a", newline="") as handle,
+        open(csv_path, "w" if new_file else "a", newline="") as handle,
         tqdm(total=total, initial=len(done), desc=f"eval {cfg.method} on {spec.name}", unit="img",
              disable=not cfg.progress, dynamic_ncols=True) as bar,
     ):  # fmt: skip

@@ -642,6 +642,7 @@ def run_tables(cfg: TablesConfig) -> dict[str, Path]:
     if cfg.paper:
         tables["table1"] = add_paper(tables["table1"], PAPER_TABLE1)
         tables["table3"] = add_paper(tables["table3"], PAPER_TABLE3)
+    study_rows, study_markdown = _study_table(cfg) if cfg.study else ([], "")  # read (and fail) before any write
     written: dict[str, Path] = {}
     sections = []
     for name, table in tables.items():
@@ -652,12 +653,11 @@ def run_tables(cfg: TablesConfig) -> dict[str, Path]:
         body = "\n\n".join([body, *coverage_notes(behind[name], (*dict.fromkeys(table["method"]), "*"))])
         sections.append(f"## {TITLES[name]} ({TABLE_FILES[name]})\n\n{body}")
     if cfg.study:
-        rows, markdown = _study_table(cfg)
-        if rows:
+        if study_rows:
             path = out / TABLE_FILES["table2"]
-            atomic_write_bytes(path, _plain_csv(rows))
+            atomic_write_bytes(path, _plain_csv(study_rows))
             written["table2"] = path
-            sections.insert(1, f"## {TITLES['table2']} ({TABLE_FILES['table2']})\n\n{markdown}")
+            sections.insert(1, f"## {TITLES['table2']} ({TABLE_FILES['table2']})\n\n{study_markdown}")
         else:
             sections.insert(1, f"## {TITLES['table2']}\n\n(no answers in {cfg.study})")
     text = "\n\n".join([*sections, *footer]) + "\n"

@@ -240,3 +240,13 @@ def test_out_is_a_file_and_bad_csv_are_one_line(demo_dir: Path, tmp_path: Path, 
     assert main(["eval", "--model", "input", "--out", str(tmp_path / "bin")]) == 2
     assert "is not a blindbench eval CSV" in capsys.readouterr().err
     assert (tmp_path / "bin" / "samples.csv").read_bytes() == b"\xff\xfe\x00garbage"  # left untouched
+
+
+def test_a_header_only_csv_is_rewritten_with_this_runs_columns(demo_dir: Path, tmp_path: Path) -> None:
+    """A killed run that wrote only its header (here with an --iqa column) leaves no mixed-width file."""
+    out = tmp_path / "e"
+    out.mkdir()
+    (out / "samples.csv").write_text(",".join((*COLUMNS, "lpips")) + "\n")
+    assert run_eval(EvalConfig(model="input", out=str(out), limit=2, progress=False)).scored == 2
+    lines = (out / "samples.csv").read_text().splitlines()
+    assert lines[0] == ",".join(COLUMNS) and len(lines) == 3

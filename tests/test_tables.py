@@ -345,3 +345,13 @@ def test_config_is_frozen_and_documented() -> None:
     assert all(f.metadata.get("help") for f in fields)
     with pytest.raises(dataclasses.FrozenInstanceError):
         TablesConfig().runs = "x"  # type: ignore[misc]
+
+
+def test_a_bad_study_folder_writes_no_table(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "table1.csv").write_text("earlier\n")
+    with pytest.raises(BlindbenchError):
+        run_tables(TablesConfig(runs=str(RUNS), out=str(out), study=str(tmp_path / "no-such-study")))
+    assert sorted(p.name for p in out.iterdir()) == ["table1.csv"]
+    assert (out / "table1.csv").read_text() == "earlier\n"
