@@ -107,10 +107,20 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise BlindbenchError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        # not torch's first line: for a corrupt file it advises weights_only=False, which is wrong and unsafe here
+        raise BlindbenchError(f"cannot read checkpoint {path}: not a torch checkpoint of tensors, or damaged "
+                              f"({type(exc).__name__})") from None  # fmt: skip
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise BlindbenchError(f"{path} is not a blindbench training checkpoint")
     return state
+
+
+def load_weights(module: nn.Module, weights: Any, what: str) -> None:
+    """``module.load_state_dict(weights)``; weights that do not fit are a one-line error starting with ``what``."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise BlindbenchError(f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -146,9 +156,6 @@ def load_model_from_checkpoint(
     if name is not None and stored != name:
         raise BlindbenchError(f"checkpoint {path} holds model {stored!r}, not {name!r}")
     model = create_model(stored, state.get("preset", "paper"))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise BlindbenchError(f"checkpoint {path} does not fit model {stored!r}: {str(exc).splitlines()[0]}") from None
+    load_weights(model, state["model"], f"checkpoint {path} does not fit model {stored!r}")
     meta = {k: v for k, v in state.items() if k not in ("model", "critics", "optimizers", "scalers", "rng")}
     return model.to(map_location).eval(), meta

@@ -39,6 +39,7 @@ from blindbench.checkpoint import (
     capture_rng,
     checkpoint_file,
     load_checkpoint,
+    load_weights,
     restore_rng,
     save_checkpoint,
     unwrap,
@@ -522,6 +523,8 @@ class Trainer:
         from blindbench.sets import load_set
 
         self.image_size = cfg.crop_size or cfg.image_size or load_set(cfg.set).size
+        if cfg.val_set and cfg.val_every:
+            load_set(cfg.val_set)  # a misspelt validation set fails now, not at step val_every
         self.raw_model = create_model(cfg.model, cfg.preset).to(runtime.device)
         needs_critics = any(stage == "joint" for stage, _ in cfg.plan())
         self.critics = build_critics(cfg, self.image_size) if needs_critics else None
@@ -593,10 +596,10 @@ class Trainer:
         if state["model_name"] != self.cfg.model or state["preset"] != self.cfg.preset:
             raise BlindbenchError(f"checkpoint {path} is for {state['model_name']} ({state['preset']}), "
                                   f"not {self.cfg.model} ({self.cfg.preset})")
-        self.raw_model.load_state_dict(state["model"])
-        if self.critics is not None and state["critics"]:
+        load_weights(self.raw_model, state["model"], f"checkpoint {path} does not fit model {self.cfg.model!r}")
+        if self.critics is not None and state.get("critics"):
             for k, m in self.critics.modules().items():
-                m.load_state_dict(state["critics"][k])
+                load_weights(m, state["critics"].get(k), f"checkpoint {path}: critic {k!r} does not fit")
         self.step = int(state["step"])
         self.bad_in_row = int(state.get("bad_steps", 0))
         restore_rng(state["rng"])

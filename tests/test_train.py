@@ -199,3 +199,25 @@ def test_perceptual_terms_with_a_local_vgg_file(demo_dir: Path, tmp_path: Path) 
                                     vgg19=str(weights)))
     text = (run_dir / "metrics.csv").read_text()
     assert ",separate,semantic," in text and ",joint,mrf," in text and ",separate,mrf," not in text
+
+
+def test_bad_validation_set_and_foreign_checkpoints_are_one_line_errors(demo_dir: Path, tmp_path: Path) -> None:
+    from blindbench.checkpoint import save_checkpoint
+    from blindbench.errors import BlindbenchError
+    from blindbench.models import create_model
+
+    with pytest.raises(BlindbenchError, match="nosuchset"):  # at start, not at step val_every
+        Trainer(tiny_config(tmp_path / "a", val_set="nosuchset", val_every=1000), setup_runtime(tiny_config(tmp_path)),
+                tmp_path / "a")  # fmt: skip
+    cfg = tiny_config(tmp_path / "b")
+    trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "b")
+    state = trainer.state("separate", 0)
+    state["model"] = create_model("vcn", "paper").state_dict()  # right name, weights of another size
+    path = save_checkpoint({**state, "preset": "tiny"}, tmp_path / "other.pt")
+    with pytest.raises(BlindbenchError, match=r"does not fit model 'vcn': Error\(s\) in loading state_dict"):
+        trainer.restore(path)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint" * 8)
+    with pytest.raises(BlindbenchError, match=r"cannot read checkpoint .*garbage.pt: .*\(UnpicklingError\)$") as info:
+        trainer.restore(garbage)
+    assert "weights_only" not in str(info.value)
