@@ -20,6 +20,7 @@ import numpy as np
 
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes, encode_png, read_image
+from blindbench.options import comma_list
 from blindbench.options import option as _option
 from blindbench.tables import ALL_METHOD_ORDER, load_runs, rank_key
 
@@ -135,9 +136,6 @@ def compose_comparison(
     return canvas
 
 
-def _split(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
 
 def _unknown(kind: str, name: str, known: Sequence[str], where: str) -> BlindbenchError:
     close = difflib.get_close_matches(name, list(known), n=1)
@@ -203,7 +201,7 @@ def run_compare(cfg: CompareConfig) -> Path:
         folders.setdefault(method, {})[key] = Path(source).parent
     known = sorted(folders, key=rank_key(ALL_METHOD_ORDER))
     if cfg.methods:
-        methods = _split(cfg.methods)
+        methods = comma_list(cfg.methods)
         for method in methods:
             if method not in folders:
                 raise _unknown("method", method, known, f"set {set_name}")
@@ -220,7 +218,7 @@ def run_compare(cfg: CompareConfig) -> Path:
         return all(key in folders[m] and (folders[m][key] / "images" / f"{key}.png").is_file() for m in methods)
 
     if cfg.keys:
-        keys = _split(cfg.keys)
+        keys = comma_list(cfg.keys)
         for key in keys:
             for method in methods:
                 if key not in folders[method]:

@@ -45,3 +45,8 @@ def select_device(name: str):
     if name == "cuda" and not torch.cuda.is_available():
         raise BlindbenchError("--device cuda: no CUDA device is available")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` → ``["a", "b", "c"]``: the items of a comma-separated option, blanks dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]

@@ -43,6 +43,7 @@ import pandas as pd
 
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes
+from blindbench.options import comma_list
 from blindbench.options import option as _option
 
 __all__ = [
@@ -595,9 +596,6 @@ TITLES = {
 FOOTNOTE = "mean ± 95% interval half-width t(0.975, n−1)·s/√n over the test images; – = no value."
 
 
-def _parse_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
 
 def _study_table(cfg: TablesConfig) -> tuple[list[dict], str]:
     """Table 2 rows from the user study, and their markdown (the study's own layout when it offers one)."""
@@ -619,7 +617,7 @@ def run_tables(cfg: TablesConfig) -> dict[str, Path]:
         raise BlindbenchError("give --runs DIR, the folder of eval runs")
     if cfg.extra_decimals < 0:
         raise BlindbenchError(f"--extra-decimals must be ≥ 0, got {cfg.extra_decimals}")
-    metrics = _check_metrics(_parse_list(cfg.metrics))
+    metrics = _check_metrics(comma_list(cfg.metrics))
     df = load_runs(cfg.runs)
     footer = [FOOTNOTE]
     if cfg.common_keys:

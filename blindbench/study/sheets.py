@@ -35,6 +35,7 @@ import numpy as np
 
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes, sha256_file
+from blindbench.options import comma_list
 from blindbench.study.config import StudyMakeConfig
 
 STUDY_FORMAT = "blindbench-study/1"
@@ -138,9 +139,6 @@ def index_runs(runs: Path) -> tuple[dict[tuple[str, str, str], _Sample], dict[tu
     return outputs, inputs
 
 
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
 
 def _check_label(label: str, known: set[str], what: str, runs: Path) -> None:
     if label not in known:
@@ -229,7 +227,7 @@ def make_study(cfg: StudyMakeConfig) -> Path:
     out = Path(cfg.out) if cfg.out else default_study_dir(cfg.method)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BlindbenchError(f"study folder already exists and is not empty: {out}; choose a new --out")
-    opponents = _names(cfg.against)
+    opponents = comma_list(cfg.against)
     if not opponents:
         raise BlindbenchError("give at least one opponent with --against")
     if cfg.method in opponents or len(set(opponents)) != len(opponents):
@@ -248,7 +246,7 @@ def make_study(cfg: StudyMakeConfig) -> Path:
                 by_cell.setdefault((s, o), []).append(k)
     own_sets = sorted({s for m, s, _ in outputs if m == cfg.method})
     if cfg.sets:
-        sets = _names(cfg.sets)
+        sets = comma_list(cfg.sets)
         for s in sets:
             for o in opponents:
                 if (s, o) not in by_cell:
