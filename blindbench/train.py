@@ -347,10 +347,8 @@ def reconstruction_losses(cfg: TrainConfig, vgg: nn.Module | None, out, batch: d
     if out.mask_logits is not None:
         terms["bce"] = losses.mask_bce(out.mask_logits.float(), batch["mask"])
     terms["l1"] = losses.l1(pred.float(), target)
-    if vgg is not None:
-        terms["semantic"] = losses.semantic_loss(vgg, pred, target).float()
-        if joint:
-            terms["mrf"] = losses.id_mrf_loss(vgg, pred, target).float()
+    if vgg is not None:  # one VGG19 pass per image for both perceptual terms
+        terms.update({k: v.float() for k, v in losses.perceptual_losses(vgg, pred, target, mrf=joint).items()})
     return terms
 
 
@@ -662,8 +660,8 @@ class Trainer:
                 if not _finite(d_loss):
                     return self._bad("critic"), out
                 self._backward_step("critic", d_loss)
-                logs["critic"] = float(d_loss.detach())
-                logs["gp"] = float(gp.detach())
+            if cfg.critic_steps:  # the last critic step's values, read once
+                logs["critic"], logs["gp"] = float(d_loss.detach()), float(gp.detach())
             for m in self.critics.modules().values():
                 m.requires_grad_(False)
             with _autocast(self.runtime):
@@ -672,10 +670,10 @@ class Trainer:
             for m in self.critics.modules().values():
                 m.requires_grad_(True)
             total = rec + cfg.lambda_adv * terms["adv"]
+            if not _finite(total):
+                return self._bad("generator"), out
         else:
-            total = rec
-        if not _finite(total):
-            return self._bad("generator"), out
+            total = rec  # already checked
         self._backward_step("generator", total)
         self.bad_in_row = 0
         logs.update({k: float(v.detach()) for k, v in terms.items()})

@@ -49,9 +49,7 @@ def semantic_loss(vgg: VGG19Features, pred: Tensor, target: Tensor) -> Tensor:
 
     The official code uses the mean squared error here; the paper and both PyTorch reproductions use L1.
     """
-    with torch.no_grad():
-        tar = vgg(target).relu3_2
-    return l1(vgg(pred).relu3_2, tar)
+    return perceptual_losses(vgg, pred, target, mrf=False)["semantic"]
 
 
 def mrf_loss(gen: Tensor, tar: Tensor, h: float = 0.5, eps: float = 1e-5) -> Tensor:
@@ -90,11 +88,27 @@ def id_mrf_loss(
     hence the default ``weights`` = (relu3_2: 1, relu4_2: 2). GMCNN and the reproductions sum over the batch;
     here it is the batch mean, so the weight does not depend on the batch size.
     """
+    return perceptual_losses(vgg, pred, target, mrf=True, h=h, weights=weights)["mrf"]
+
+
+def perceptual_losses(
+    vgg: VGG19Features,
+    pred: Tensor,
+    target: Tensor,
+    mrf: bool,
+    h: float = 0.5,
+    weights: tuple[float, float] = (1.0, 2.0),
+) -> dict[str, Tensor]:
+    """``{"semantic"}`` (:func:`semantic_loss`), plus ``"mrf"`` (:func:`id_mrf_loss`) when ``mrf``, from one VGG19
+    pass over each of pred and target: the training step needs both terms in the joint stage."""
     with torch.no_grad():
         tar = vgg(target)
     gen = vgg(pred)
-    loss = weights[0] * mrf_loss(gen.relu3_2, tar.relu3_2, h) + weights[1] * mrf_loss(gen.relu4_2, tar.relu4_2, h)
-    return loss.mean()
+    terms = {"semantic": l1(gen.relu3_2, tar.relu3_2)}
+    if mrf:
+        loss = weights[0] * mrf_loss(gen.relu3_2, tar.relu3_2, h) + weights[1] * mrf_loss(gen.relu4_2, tar.relu4_2, h)
+        terms["mrf"] = loss.mean()
+    return terms
 
 
 def wgan_gp_penalty(

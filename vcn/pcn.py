@@ -30,9 +30,15 @@ def weighted_std(y: Tensor, t: Tensor, eps: float = 1e-5) -> Tensor:
     each; this is the paper's formula as printed, and what the official TensorFlow code and both PyTorch
     reproductions compute. It is not the textbook weighted variance Σ T(Y − μ)² / ΣT.
     """
-    mu = weighted_mean(y, t, eps)
-    var = (y * t - mu).square().sum(dim=(-2, -1), keepdim=True) / (eps + t.sum(dim=(-2, -1), keepdim=True))
-    return torch.sqrt(var + eps)
+    return weighted_stats(y, t, eps)[1]
+
+
+def weighted_stats(y: Tensor, t: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """``(weighted_mean(y, t), weighted_std(y, t))`` with ΣT and μ computed once (the PCN hot path)."""
+    denominator = eps + t.sum(dim=(-2, -1), keepdim=True)
+    mu = (y * t).sum(dim=(-2, -1), keepdim=True) / denominator
+    var = (y * t - mu).square().sum(dim=(-2, -1), keepdim=True) / denominator
+    return mu, torch.sqrt(var + eps)
 
 
 def _as_beta(beta: Tensor | float) -> Tensor | float:
@@ -68,9 +74,9 @@ def pcn(x: Tensor, h: Tensor, beta: Tensor | float, eps: float = 1e-5) -> Tensor
     h_bar = 1.0 - h
     x_p = x * h
     x_q = x * h_bar
-    t = (x_p - weighted_mean(x_p, h, eps)) / weighted_std(x_p, h, eps) * weighted_std(x_q, h_bar, eps) + weighted_mean(
-        x_q, h_bar, eps
-    )
+    mu_p, sigma_p = weighted_stats(x_p, h, eps)
+    mu_q, sigma_q = weighted_stats(x_q, h_bar, eps)
+    t = (x_p - mu_p) / sigma_p * sigma_q + mu_q
     beta = _as_beta(beta)
     return (beta * t + (1.0 - beta) * x) * h + x * h_bar
 
