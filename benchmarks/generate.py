@@ -23,7 +23,15 @@ from common import cpu_description
 from blindbench.corpus import Corpus, build_embedded_corpus, is_built
 from blindbench.paths import corpus_dir
 from blindbench.sets import load_set
-from blindbench.shards import PNG_LEVEL, _tar_member, clean_indices, corrupt_sample, encode_sample, generate_set
+from blindbench.shards import (
+    PNG_LEVEL,
+    _tar_member,
+    clean_indices,
+    clean_pool,
+    corrupt_sample,
+    encode_sample,
+    generate_set,
+)
 
 
 def machine() -> str:
@@ -42,7 +50,7 @@ def main() -> None:
     spec = load_set(args.set)
     corpus = Corpus(corpus_dir(spec.corpus.name))
     indices = range(args.samples)
-    cleans = clean_indices(spec, len(corpus.crops("clean", spec.clean_split)), indices)
+    cleans = clean_indices(spec, len(clean_pool(spec, corpus)), indices)
 
     # Warm-up, then the samples themselves (kept for the floor measurement).
     corrupt_sample(spec, corpus, 0, cleans[0])

@@ -40,6 +40,7 @@ class CorpusBuildConfig:
     )
     crop: int = _option(256, "crop side in pixels")
     test_every: int = _option(5, "every N-th source (sorted) is a test source; 1 = all test")
+    val_every: int = _option(8, "of the other sources, every N-th is a validation source; 0 = no validation split")
     workers: int = _option(-1, "parallel workers (-1: all cores)")
     update_manifest: bool = _option(False, "rewrite manifests/photos.corpus.json instead of checking against it")
 
@@ -141,7 +142,8 @@ def run_corpus_build(cfg: CorpusBuildConfig) -> None:
             raise BlindbenchError("give both --clean and --fill folders (or neither, for the embedded corpus)")
         if cfg.name == "photos":
             raise BlindbenchError("--name photos is the embedded corpus: name your own corpus, e.g. --name ffhq")
-        config = CorpusConfig(name=cfg.name, crop=cfg.crop, mode=cfg.mode, test_every=cfg.test_every)
+        config = CorpusConfig(name=cfg.name, crop=cfg.crop, mode=cfg.mode, test_every=cfg.test_every,
+                              val_every=cfg.val_every)
         manifest = build_corpus(folder_sources(cfg.clean, cfg.fill), config, workers=cfg.workers)
     else:
         manifest = build_embedded_corpus(update_manifest=cfg.update_manifest, workers=cfg.workers)

@@ -10,7 +10,9 @@ The embedded default, ``photos``, is cut from real photographs shipped in Debian
 would give different crops is an error, not a silent change. A user's own folders (FFHQ, Places2, ...)
 are corpora too (`build_folder_corpus`).
 
-The split is by source photo, never by crop, so no test crop shares a photograph with a training crop.
+The split is by source photo, never by crop, so no test or validation crop shares a photograph with a training
+crop. A set may pool several roles of one split (`CropPool`): the embedded training set draws both O and N from
+clean and fill photos alike, so that no texture statistic tells clean pixels from fill.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from blindbench.imageio import atomic_write_bytes, list_images, read_image, sha2
 from blindbench.paths import corpus_dir, manifests_dir
 
 ROLES = ("clean", "fill")
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,8 @@ class CorpusConfig:
         min_laplacian: texture filter: least mean |Laplacian| of a crop (drops sky, bokeh, flat gradients).
         test_every: every ``test_every``-th source of each role (sorted by id, 1-based) is a test source
             (1: all sources are test sources, for a dataset's validation folder).
+        val_every: of the remaining sources of each role, every ``val_every``-th is a validation source (0: no
+            validation split). Test sources do not move, so adding a validation split leaves test crops as they are.
     """
 
     name: str = "photos"
@@ -214,19 +218,21 @@ class CorpusConfig:
     min_std: float = 15.0
     min_laplacian: float = 2.0
     test_every: int = 5
+    val_every: int = 8
 
     def __post_init__(self) -> None:
         if self.mode not in ("tiles", "center"):
             raise BlindbenchError(f"unknown corpus mode {self.mode!r}: use 'tiles' or 'center'")
-        whole = {"crop": self.crop, "test_every": self.test_every}
+        whole = {"crop": self.crop, "test_every": self.test_every, "val_every": self.val_every}
         numbers = {"min_std": self.min_std, "min_laplacian": self.min_laplacian}
         for key, value in [*whole.items(), *(("scales", v) for v in self.scales), *numbers.items()]:
             kinds = int if key in whole or key == "scales" else int | float
             if isinstance(value, bool) or not isinstance(value, kinds):
                 kind = "an integer" if kinds is int else "a number"
                 raise BlindbenchError(f"bad corpus config: {key} must be {kind}, got {value!r}")
-        if self.crop < 16 or self.test_every < 1 or not self.scales:
-            raise BlindbenchError(f"bad corpus config: crop={self.crop}, test_every={self.test_every}")
+        if self.crop < 16 or self.test_every < 1 or self.val_every < 0 or not self.scales:
+            raise BlindbenchError(f"bad corpus config: crop={self.crop}, test_every={self.test_every}, "
+                                  f"val_every={self.val_every}")
 
 
 @dataclass
@@ -310,9 +316,12 @@ def _process_source(source: Source, config: CorpusConfig) -> SourceResult:
     return result
 
 
-def split_of(index: int, test_every: int) -> str:
+def split_of(index: int, test_every: int, val_every: int = 0) -> str:
     """Split of the ``index``-th source (0-based, sorted by id within its role)."""
-    return "test" if (index + 1) % test_every == 0 else "train"
+    if (index + 1) % test_every == 0:
+        return "test"
+    rest = index - (index + 1) // test_every  # position among the sources that are not test sources
+    return "val" if val_every and (rest + 1) % val_every == 0 else "train"
 
 
 def check_sources_present(sources: Sequence[Source]) -> None:
@@ -408,7 +417,7 @@ def build_corpus(
                     f"source photo changed: {source.path} ({source.origin}) has sha256 "
                     f"{result.sha256[:12]}…, the corpus manifest expects {want['sha256'][:12]}…"
                 )
-            split = split_of(index_in_role[source.id], config.test_every)
+            split = split_of(index_in_role[source.id], config.test_every, config.val_every)
             entries.append(
                 {
                     "id": source.id,
@@ -495,9 +504,14 @@ def folder_sources(clean_dir: str | os.PathLike[str], fill_dir: str | os.PathLik
 
 def is_built(name: str) -> bool:
     folder = corpus_dir(name)
-    return (folder / "corpus.json").is_file() and all(
-        (folder / f"{r}-{s}.npy").is_file() for r in ROLES for s in SPLITS
-    )
+    if not (folder / "corpus.json").is_file():
+        return False
+    try:
+        arrays = json.loads((folder / "corpus.json").read_text()).get("arrays", {})
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+    # a corpus built before the validation split existed lacks its arrays: rebuild it
+    return all(f"{r}-{s}" in arrays and (folder / f"{r}-{s}.npy").is_file() for r in ROLES for s in SPLITS)
 
 
 class Corpus:
@@ -515,6 +529,7 @@ class Corpus:
             raise BlindbenchError(f"corrupt corpus manifest {manifest_path} ({exc}): rebuild it with "
                                   f"`blindbench corpus build`") from None  # fmt: skip
         self._arrays: dict[str, np.ndarray] = {}
+        self._pools: dict[tuple, CropPool] = {}
 
     @classmethod
     def open(cls, name: str) -> Corpus:
@@ -539,6 +554,13 @@ class Corpus:
             self._arrays[key] = array
         return self._arrays[key]
 
+    def pool(self, roles: Sequence[str], split: str) -> CropPool:
+        """The crops of ``roles`` in ``split`` as one sequence, in the order the roles are given."""
+        key = (tuple(roles), split)
+        if key not in self._pools:
+            self._pools[key] = CropPool(self, tuple(roles), split)
+        return self._pools[key]
+
     def provenance(self, role: str, split: str, index: int) -> dict:
         """Where crop ``index`` came from (source id, scale, box)."""
         source, scale, x, y = self.manifest["crops"][f"{role}-{split}"][index]
@@ -546,4 +568,58 @@ class Corpus:
         return {"source": source, "scale": scale, "box": [x, y, size, size]}
 
     def __getstate__(self) -> dict:  # do not pickle memory maps into workers; reopen there
-        return {"folder": self.folder, "manifest": self.manifest, "name": self.name, "_arrays": {}}
+        return {"folder": self.folder, "manifest": self.manifest, "name": self.name, "_arrays": {}, "_pools": {}}
+
+
+class CropPool:
+    """Crops of one or more roles of a split, indexed as one sequence (the first role's crops come first).
+
+    With a single role it is exactly that role's array, so sets made before pools existed keep their bytes.
+    """
+
+    def __init__(self, corpus: Corpus, roles: tuple[str, ...], split: str) -> None:
+        if not roles or len(set(roles)) != len(roles) or not set(roles) <= set(ROLES):
+            raise BlindbenchError(f"bad crop pool roles {roles!r}: give distinct roles out of {ROLES}")
+        self.corpus, self.roles, self.split = corpus, roles, split
+        self.arrays = [corpus.crops(role, split) for role in roles]
+        self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
+        records = [rec for role in roles for rec in corpus.manifest["crops"][f"{role}-{split}"]]
+        self.source_names = sorted({rec[0] for rec in records})
+        lookup = {name: i for i, name in enumerate(self.source_names)}
+        self.source_ids = np.asarray([lookup[rec[0]] for rec in records], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"crop {index} out of range for a pool of {len(self)}")
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return part, index - int(self.starts[part])
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        part, local = self._locate(index)
+        return self.arrays[part][local]
+
+    def source(self, index: int) -> str:
+        """Source photo id of crop ``index``."""
+        return self.source_names[int(self.source_ids[index])]
+
+    def provenance(self, index: int) -> dict:
+        part, local = self._locate(index)
+        record = self.corpus.provenance(self.roles[part], self.split, local)
+        return record if len(self.roles) == 1 else {"role": self.roles[part], **record}
+
+    def other_source(self, index: int, source: str) -> int:
+        """``index`` if its crop is not from ``source``, else a crop from another photo (a pure function of both).
+
+        The fill of a sample must come from a different photograph than its clean crop; in a pooled set the
+        same photo can be in both pools. The replacement keeps ``index``'s relative position among the allowed
+        crops, so draws stay uniform.
+        """
+        if self.source(index) != source:
+            return index
+        allowed = np.flatnonzero(self.source_ids != self.source_names.index(source))
+        if len(allowed) == 0:
+            raise BlindbenchError(f"crop pool {self.roles} / {self.split} holds only photo {source}: no other fill")
+        return int(allowed[index * len(allowed) // len(self)])

@@ -29,7 +29,7 @@ from blindbench.errors import ShardError
 from blindbench.imageio import decode_png
 from blindbench.paths import corpus_dir, set_dir
 from blindbench.sets import SetSpec
-from blindbench.shards import Sample, clean_indices, corrupt_sample
+from blindbench.shards import Sample, clean_indices, clean_pool, corrupt_sample
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -191,7 +191,7 @@ class CorruptionStream(IterableDataset):
         worker, workers = _worker()
         slot, slots = rank * workers + worker, world * workers
         indices = range(slot, self.spec.count, slots)
-        available = len(self._corpus.crops("clean", self.spec.clean_split))
+        available = len(clean_pool(self.spec, self._corpus))
         reseeded = dataclasses.replace(self.spec, seed=self.spec.seed + 7919 * self.epoch)
         for index, clean_index in zip(indices, clean_indices(reseeded, available, indices)):
             yield sample_to_tensors(corrupt_sample(self.spec, self._corpus, index, clean_index, stream=self.epoch))

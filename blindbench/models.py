@@ -21,6 +21,21 @@ PRESETS = ("paper", "tiny")
 
 
 @dataclass(frozen=True)
+class PresetTraining:
+    """Training defaults of a preset; `blindbench.train.TrainConfig` takes them where its options are left at 0.
+
+    ``paper`` keeps the paper's learning rates. ``tiny`` models (a few channels) learn about 3x faster at 1e-3
+    with no skipped steps (benchmarks/RESULTS.md, "learning rate per preset").
+    """
+
+    lr_separate: float
+    lr_joint: float
+
+
+PRESET_TRAINING = {"paper": PresetTraining(1e-4, 1e-5), "tiny": PresetTraining(1e-3, 1e-4)}
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """A registered model.
 

@@ -13,7 +13,7 @@ clean and which fill, the count, size, recipes and seed. Example (``manifests/ph
     [clean]
     split = "test"
     [fill]
-    split = "test"
+    split = "test"           # roles = ["clean", "fill"] pools both roles (as the training set does)
 
     [[recipes]]
     pattern = "real"
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blindbench.corpus import SPLITS, CorpusConfig
+from blindbench.corpus import ROLES, SPLITS, CorpusConfig
 from blindbench.corruption import Recipe, _unknown
 from blindbench.errors import ConfigError
 from blindbench.paths import manifests_dir
@@ -48,7 +48,8 @@ _TOP_KEYS = {
     "clean_order",
     "recipe_order",
 }
-_CORPUS_KEYS = {"name", "mode", "clean", "fill", "test_every", "scales", "min_std", "min_laplacian"}
+_CORPUS_KEYS = {"name", "mode", "clean", "fill", "test_every", "val_every", "scales", "min_std",
+                "min_laplacian"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class SetSpec:
         samples_per_shard: samples in each shard (the last may hold fewer).
         corpus: where clean and fill crops come from.
         clean_split / fill_split: which split of the corpus gives O and N.
+        clean_roles / fill_roles: which corpus roles pool into O and into N (default: clean gives O, fill gives
+            N). A training set may pool both roles on both sides; N then never comes from O's own photo.
         clean_order: ``permutation`` (sample i takes the i-th crop of a seeded permutation, cycling when
             ``count`` exceeds the crops) or ``random`` (each sample draws a crop, with replacement).
         recipes: corruption recipes.
@@ -96,6 +99,8 @@ class SetSpec:
     clean_order: str
     recipes: tuple[Recipe, ...]
     recipe_order: str = "weighted"
+    clean_roles: tuple[str, ...] = ("clean",)
+    fill_roles: tuple[str, ...] = ("fill",)
     description: str = ""
     sha256: str = ""
     path: str = ""
@@ -144,7 +149,8 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
     _check_keys(corpus_table, _CORPUS_KEYS, "[corpus]")
     if "name" not in corpus_table:
         raise ConfigError(f"set {name}: [corpus] needs a 'name'")
-    config_keys = {k: v for k, v in corpus_table.items() if k in ("mode", "test_every", "min_std", "min_laplacian")}
+    config_keys = {k: v for k, v in corpus_table.items() if k in ("mode", "test_every", "val_every", "min_std",
+                                                                          "min_laplacian")}
     if "scales" in corpus_table:
         scales = corpus_table["scales"]
         if not isinstance(scales, list):
@@ -159,14 +165,20 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
     )
     if bool(corpus.clean) != bool(corpus.fill):
         raise ConfigError(f"set {name}: [corpus] needs both 'clean' and 'fill' folders, or neither (embedded)")
-    splits = {}
+    splits, roles = {}, {}
     for role in ("clean", "fill"):
         table = data.get(role, {})
-        _check_keys(table, {"split"}, f"[{role}]")
+        _check_keys(table, {"split", "roles"}, f"[{role}]")
         split = table.get("split", "test")
         if split not in SPLITS:
             raise _unknown(f"{role} split", split, SPLITS)
         splits[role] = split
+        pool = table.get("roles", [role])
+        if (not isinstance(pool, list) or not pool or len(set(map(str, pool))) != len(pool)
+                or not set(pool) <= set(ROLES)):
+            raise ConfigError(f"set {name}: [{role}] roles must be a list of distinct roles out of "
+                              f"{', '.join(ROLES)}, got {pool!r}")
+        roles[role] = tuple(pool)
     recipes = data.get("recipes")
     if not recipes:
         raise ConfigError(f"set {name}: at least one [[recipes]] entry is needed")
@@ -185,6 +197,8 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
         corpus=corpus,
         clean_split=splits["clean"],
         fill_split=splits["fill"],
+        clean_roles=roles["clean"],
+        fill_roles=roles["fill"],
         clean_order=clean_order,
         recipes=tuple(Recipe.from_dict(r) for r in recipes),
         recipe_order=recipe_order,

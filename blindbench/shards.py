@@ -28,7 +28,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from blindbench import __version__
-from blindbench.corpus import Corpus, build_corpus, build_embedded_corpus, folder_sources, is_built
+from blindbench.corpus import Corpus, CropPool, build_corpus, build_embedded_corpus, folder_sources, is_built
 from blindbench.corruption import PATTERNS_WITH_IMAGE_FILL, Corruption, apply, sample_params
 from blindbench.errors import BlindbenchError, ShardError
 from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
@@ -77,18 +77,25 @@ class Sample:
     meta: dict
 
 
+def clean_pool(spec: SetSpec, corpus: Corpus) -> CropPool:
+    """The crops that O is drawn from."""
+    return corpus.pool(spec.clean_roles, spec.clean_split)
+
+
 def corrupt_sample(spec: SetSpec, corpus: Corpus, index: int, clean_index: int, stream: int = 0) -> Sample:
     """Sample ``index`` of ``spec`` (``stream`` offsets the seed, e.g. by epoch, for on-the-fly training)."""
-    clean = np.asarray(corpus.crops("clean", spec.clean_split)[clean_index])
-    fills = corpus.crops("fill", spec.fill_split)
+    cleans, fills = clean_pool(spec, corpus), corpus.pool(spec.fill_roles, spec.fill_split)
+    clean = np.asarray(cleans[clean_index])
     recipe = pick_recipe(spec, index)
     params = sample_params(sample_rng(spec.seed + 1 + stream, index), recipe, spec.size, fill_count=len(fills))
     fill_image = None
-    provenance = {"corpus": corpus.name, "clean": corpus.provenance("clean", spec.clean_split, clean_index)}
+    provenance = {"corpus": corpus.name, "clean": cleans.provenance(clean_index)}
     if params["pattern"] in PATTERNS_WITH_IMAGE_FILL:
-        fill_index = params["fill"]["index"]
+        # N comes from another photograph than O (only possible to violate when the pools share a role)
+        fill_index = fills.other_source(params["fill"]["index"], cleans.source(clean_index))
+        params["fill"]["index"] = fill_index
         fill_image = np.asarray(fills[fill_index])
-        provenance["fill"] = corpus.provenance("fill", spec.fill_split, fill_index)
+        provenance["fill"] = fills.provenance(fill_index)
     key = sample_key(spec, index)
     meta = {
         "key": key,
@@ -134,7 +141,7 @@ def write_shard(spec: SetSpec, shard: int, out_dir: Path) -> dict:
     try:
         with open(tmp, "wb") as handle:
             with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                cleans = clean_indices(spec, len(corpus.crops("clean", spec.clean_split)), indices)
+                cleans = clean_indices(spec, len(clean_pool(spec, corpus)), indices)
                 for index, clean_index in zip(indices, cleans):
                     sample = corrupt_sample(spec, corpus, index, clean_index)
                     for ext, data in encode_sample(sample).items():

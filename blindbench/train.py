@@ -8,11 +8,14 @@ Losses (SPEC §4–5), always a *sum*, images in [-1, 1]:
   a model fuses MPN features into the RIN, those features do receive image-loss gradients.)
 - ``joint``: ``λ_m·BCE(F(I), M) + λ_l1·L1 + λ_sem·semantic + λ_mrf·ID-MRF + λ_adv·(−D(Ô))`` with Ô = G(I|M̂),
   M̂ not detached, so the image losses train the MPN too. Each generator step first makes ``critic_steps``
-  updates of a global and a patch WGAN-GP critic on the same batch (real O against the detached Ô).
+  updates of a global and a patch WGAN-GP critic, as the official trainer does: each update on a fresh batch and
+  a fresh (no-grad) generator output (``critic_batches = "shared"`` reuses the step's batch instead), the critics
+  judging the composite ``Ô ⊙ M̃̂ + I ⊙ (1 − M̃̂)`` with M̃̂ the smoothed M̂ (``critic_input = "raw"``: Ô), and
+  both gradient penalties restricted to the damaged region (official ``gradients_penalty(x, y, mask)``).
 
-One batch is consumed per generator step, so the data position of a stage is its step count: resuming rebuilds
-the loader for the stored epoch and skips the batches already used, which makes a resumed CPU run bit-for-bit
-equal to an uninterrupted one.
+A generator step consumes a fixed number of batches (1, or 1 + ``critic_steps`` with fresh critic batches), so
+the data position of a stage follows from its step count: resuming rebuilds the loader for the stored epoch and
+skips the batches already used, which makes a resumed CPU run bit-for-bit equal to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import math
 import os
 import time
 import tomllib
@@ -66,8 +70,8 @@ class TrainConfig:
     steps_joint: int = _option(160_000, "stage-2 iterations")
     batch_separate: int = _option(12, "stage-1 batch size (per process)")
     batch_joint: int = _option(4, "stage-2 batch size (per process)")
-    lr_separate: float = _option(1e-4, "stage-1 Adam learning rate")
-    lr_joint: float = _option(1e-5, "stage-2 Adam learning rate (generator and critics)")
+    lr_separate: float = _option(0.0, "stage-1 Adam learning rate (0: the preset's, paper 1e-4, tiny 1e-3)")
+    lr_joint: float = _option(0.0, "stage-2 Adam learning rate, generator and critics (0: paper 1e-5, tiny 1e-4)")
     beta1: float = _option(0.5, "Adam β1")
     beta2: float = _option(0.9, "Adam β2")
     lambda_mask: float = _option(2.0, "λ_m, weight of the mask BCE")
@@ -77,6 +81,10 @@ class TrainConfig:
     lambda_adv: float = _option(1e-3, "weight of the WGAN generator term (joint stage)")
     lambda_gp: float = _option(10.0, "WGAN-GP gradient-penalty weight")
     critic_steps: int = _option(5, "critic updates per generator step (joint stage)")
+    critic_batches: str = _option("fresh", "fresh: each critic update draws its own batch and generator output "
+                                  "(official); shared: all reuse the generator step's", choices=("fresh", "shared"))
+    critic_input: str = _option("composite", "composite: critics judge Ô ⊙ M̃̂ + I ⊙ (1 − M̃̂) (official); raw: Ô",
+                                choices=("composite", "raw"))
     critic_width: int = _option(0, "critic base width (0: 64 for the paper preset, 8 for tiny)")
     perceptual: bool = _option(True, "semantic and ID-MRF terms (need VGG19 weights); False turns them off")
     vgg19: str = _option("", "torchvision vgg19 .pth file (default: $BLINDBENCH_VGG19)")
@@ -89,9 +97,10 @@ class TrainConfig:
     workers: int = _option(min(4, os.cpu_count() or 1), "DataLoader worker processes (0: load in the main process)")
     shuffle_buffer: int = _option(256, "sample shuffle buffer for the shards source")
     seed: int = _option(0, "seed of weights, data order and the gradient-penalty draws")
-    val_set: str = _option("photos-demo", "validation set (generated shards); empty: no validation")
+    val_set: str = _option("photos-val", "validation set (generated shards; not a benchmark set); empty: none")
     val_every: int = _option(5000, "validate every N steps (0: never)")
-    val_batches: int = _option(8, "validation batches")
+    val_batch: int = _option(8, "validation batch size")
+    val_batches: int = _option(0, "validate on the first N batches of val_batch (0: the whole validation set)")
     log_every: int = _option(50, "write scalars every N steps")
     sample_every: int = _option(1000, "save a sample grid PNG every N steps (0: never)")
     checkpoint_every: int = _option(1000, "save checkpoints/last.pt every N steps (and at stage ends)")
@@ -103,6 +112,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+        from blindbench.models import PRESET_TRAINING
+
+        defaults = PRESET_TRAINING[self.preset]
+        for name in ("lr_separate", "lr_joint"):  # 0 means "the preset's default"; the resolved value is saved
+            if getattr(self, name) == 0:
+                object.__setattr__(self, name, getattr(defaults, name))
 
     def plan(self) -> list[tuple[str, int]]:
         """The stages to run with their step counts."""
@@ -132,9 +147,11 @@ def _validate(cfg: TrainConfig) -> None:
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"train option {f.name}: {value!r} is not one of {', '.join(choices)}")
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"train option {f.name} must be a finite number, got {value!r}")
         if kind in (int, float) and f.name != "seed" and value < 0:
             raise ConfigError(f"train option {f.name} must be >= 0, got {value!r}")
-    for name in ("batch_separate", "batch_joint"):
+    for name in ("batch_separate", "batch_joint", "val_batch"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"train option {name} must be >= 1, got {getattr(cfg, name)}")
     if not (0.0 <= cfg.beta1 < 1.0 and 0.0 <= cfg.beta2 < 1.0):
@@ -418,39 +435,57 @@ def save_sample_grid(path: Path, batch: dict, out, rows: int = 4) -> Path:
 
 @torch.no_grad()
 def validate(cfg: TrainConfig, model: nn.Module, runtime: Runtime) -> dict[str, float]:
-    """Blind restoration of the first ``val_batches`` batches of ``val_set``, means over images.
+    """Blind restoration of ``val_set`` (all of it, or the first ``val_batches`` batches of ``val_batch``).
 
-    The official mask BCE (unweighted, from logits), PSNR and SSIM on [0, 1] images with the conventions of
-    ``blindbench.metrics``. ``model`` must be the plain module (not DDP): only the main process validates, on
-    every shard of the set (not only its rank's share), so the numbers do not depend on the process count.
+    Means over images of the official mask BCE (unweighted, from logits), PSNR and SSIM (the conventions of
+    ``blindbench.metrics``) of the raw output and of the composite ``Ô ⊙ M̂ + I ⊙ (1 − M̂)``, the BCE per
+    corruption pattern (``val_bce_<pattern>``) and the PSNR of the inpainting net fed the *true* mask
+    (``val_psnr_true_mask``: what stage 1 trains, beside the blind figure it is judged by). ``model`` must be the
+    plain module (not DDP): only the main process validates, on every shard of the set (not only its rank's
+    share), so the numbers do not depend on the process count.
     """
     from blindbench.loader import shard_dataset, shard_urls
     from blindbench.metrics import mask_bce_from_logits, psnr, ssim
     from blindbench.sets import load_set
+    from vcn.types import composite
 
     spec = load_set(cfg.val_set)
     sums: dict[str, float] = {}
-    count = 0
+    counts: dict[str, int] = {}
+
+    def add(name: str, values: Tensor) -> None:
+        sums[name] = sums.get(name, 0.0) + float(values.double().sum())
+        counts[name] = counts.get(name, 0) + values.numel()
+
+    def to01(x: Tensor) -> Tensor:  # (B, 3, H, W) in [0, 1]
+        return ((x.float().cpu().nan_to_num(0.0) + 1.0) / 2.0).clamp(0, 1)
+
     was_training = model.training
     model.eval()
-    for i, batch in enumerate(shard_dataset(shard_urls(spec), cfg.batch_joint, split_nodes=False)):
-        if i >= cfg.val_batches:
+    batches = shard_dataset(shard_urls(spec), cfg.val_batch, split_nodes=False, partial=True)
+    for i, batch in enumerate(batches):
+        if cfg.val_batches and i >= cfg.val_batches:
             break
         batch = resize_batch(batch, cfg.image_size)
         image = batch["input"].to(runtime.device)
         with _autocast(runtime):
             out = model(image)
-        pred = ((out.image.float().cpu().nan_to_num(0.0) + 1.0) / 2.0).clamp(0, 1)  # (B, 3, H, W) in [0, 1]
+            guided = model(image, mask=batch["mask"].to(runtime.device))
         target = (batch["target"] + 1.0) / 2.0
-        values = {"psnr": psnr(pred, target), "ssim": ssim(pred, target)}
+        blended = composite(image, out)
+        add("psnr", psnr(to01(out.image), target))
+        add("ssim", ssim(to01(out.image), target))
+        add("psnr_composite", psnr(to01(blended), target))
+        add("ssim_composite", ssim(to01(blended), target))
+        add("psnr_true_mask", psnr(to01(guided.image), target))
         if out.mask_logits is not None:
             logits = out.mask_logits.float().cpu().nan_to_num(0.0, posinf=1e4, neginf=-1e4)
-            values["bce"] = mask_bce_from_logits(logits, batch["mask"])
-        for k, v in values.items():
-            sums[k] = sums.get(k, 0.0) + float(v.double().sum())
-        count += image.shape[0]
+            bce = mask_bce_from_logits(logits, batch["mask"])
+            add("bce", bce)
+            for pattern in sorted(set(batch["pattern"])):
+                add(f"bce_{pattern}", bce[[p == pattern for p in batch["pattern"]]])
     model.train(was_training)
-    return {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
+    return {f"val_{k}": v / max(counts[k], 1) for k, v in sums.items()}
 
 
 # -------------------------------------------------------------------------------------------------------- loop
@@ -574,7 +609,7 @@ class Trainer:
             "step": self.step,
             "stage": stage,
             "stage_step": stage_step,
-            "data_batches": stage_step,
+            "data_batches": stage_step * self.batches_per_step(stage),
             "config": dataclasses.asdict(self.cfg),
             "model": unwrap(self.raw_model).state_dict(),
             "critics": {k: m.state_dict() for k, m in self.critics.modules().items()} if self.critics else {},
@@ -631,8 +666,18 @@ class Trainer:
         scaler.step(opt)
         scaler.update()
 
-    def train_step(self, stage: str, batch: dict) -> tuple[dict[str, float], Any]:
-        """One generator step (with its critic steps in the joint stage); returns float losses and the output."""
+    def batches_per_step(self, stage: str) -> int:
+        """Batches one generator step consumes: its own, plus one per critic update when those are fresh."""
+        fresh = stage == "joint" and self.cfg.critic_batches == "fresh"
+        return 1 + (self.cfg.critic_steps if fresh else 0)
+
+    def train_step(self, stage: str, batch: dict, critic_batches: list[dict] | None = None
+                   ) -> tuple[dict[str, float], Any]:
+        """One generator step (with its critic steps in the joint stage); returns float losses and the output.
+
+        ``critic_batches`` (joint stage, ``critic_batches = "fresh"``): one batch per critic update; without them
+        every update reuses ``batch`` and its generator output.
+        """
         cfg = self.cfg
         batch = self._to_device(batch)
         joint = stage == "joint"
@@ -645,17 +690,31 @@ class Trainer:
         logs: dict[str, float] = {}
         if joint:
             from vcn import losses
+            from vcn.critics import critic_view
 
-            fake, real, mask = out.image, batch["target"], batch["mask"]
+            def view(image: Tensor, output) -> Tensor:
+                return critic_view(image, output.image, output.mask_logits) if cfg.critic_input == "composite" \
+                    else output.image
+
+            fake, real, mask = view(batch["input"], out), batch["target"], batch["mask"]
             gen = torch.Generator(device=self.runtime.device).manual_seed(cfg.seed * 1_000_003 + self.step)
             patch = self.critic_patch
-            for _ in range(cfg.critic_steps):
+            for k in range(cfg.critic_steps):
+                if critic_batches:  # the official trainer: a fresh batch and generator output per critic update
+                    extra = self._to_device(critic_batches[k])
+                    with torch.no_grad(), _autocast(self.runtime):
+                        c_fake = view(extra["input"], self.model(extra["input"]))
+                    c_real, c_mask = extra["target"], extra["mask"]
+                else:
+                    c_fake, c_real, c_mask = fake.detach(), real, mask
                 with _autocast(self.runtime):
-                    d_fake = self.critic_global(fake.detach()) + patch(fake.detach(), mask)
-                    d_real = self.critic_global(real) + patch(real, mask)
-                    gp = losses.wgan_gp_penalty(self.critic_global, real, fake, cfg.lambda_gp, generator=gen)
-                    gp = gp + losses.wgan_gp_penalty(lambda x: patch(x, mask), real, fake, cfg.lambda_gp,  # noqa: B023
-                                                     mask=mask, generator=gen)
+                    d_fake = self.critic_global(c_fake) + patch(c_fake, c_mask)
+                    d_real = self.critic_global(c_real) + patch(c_real, c_mask)
+                    # both penalties restricted to the damaged region, as the official gradients_penalty(x, y, mask)
+                    gp = losses.wgan_gp_penalty(self.critic_global, c_real, c_fake, cfg.lambda_gp, mask=c_mask,
+                                                generator=gen)
+                    gp = gp + losses.wgan_gp_penalty(lambda x, m=c_mask: patch(x, m), c_real, c_fake, cfg.lambda_gp,
+                                                     mask=c_mask, generator=gen)
                     d_loss = losses.critic_loss(d_real.float(), d_fake.float()) + gp.float()
                 if not _finite(d_loss):
                     return self._bad("critic"), out
@@ -665,8 +724,7 @@ class Trainer:
             for m in self.critics.modules().values():
                 m.requires_grad_(False)
             with _autocast(self.runtime):
-                terms["adv"] = losses.generator_adv_loss(
-                    (self.critic_global(fake) + patch(fake, mask)).float())
+                terms["adv"] = losses.generator_adv_loss((self.critic_global(fake) + patch(fake, mask)).float())
             for m in self.critics.modules().values():
                 m.requires_grad_(True)
             total = rec + cfg.lambda_adv * terms["adv"]
@@ -711,11 +769,12 @@ class Trainer:
                 batch_size = cfg.batch_separate if stage == "separate" else cfg.batch_joint
                 source = BatchSource(cfg, batch_size, rt, epoch_offset=1000 * index)
                 self.raw_model.train()
-                data = source.batches(start)
+                per_step = self.batches_per_step(stage)
+                data = source.batches(start * per_step)
                 tic = time.perf_counter()
                 for stage_step in range(start, steps):
                     batch = next(data)
-                    logs, out = self.train_step(stage, batch)
+                    logs, out = self.train_step(stage, batch, [next(data) for _ in range(per_step - 1)])
                     self.step += 1
                     now = time.perf_counter()
                     logs["images_per_s"] = batch_size * rt.world / max(now - tic, 1e-9)

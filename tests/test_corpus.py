@@ -37,8 +37,52 @@ def test_split_is_by_source_never_by_crop(photos_corpus: dict) -> None:
         assert {split_of[c[0]] for c in crops} <= {split}
     for role in ("clean", "fill"):
         train = {c[0] for c in photos_corpus["crops"][f"{role}-train"]}
+        val = {c[0] for c in photos_corpus["crops"][f"{role}-val"]}
         test = {c[0] for c in photos_corpus["crops"][f"{role}-test"]}
-        assert train and test and not train & test
+        assert train and val and test and not train & test and not train & val and not val & test
+
+
+def test_validation_split_leaves_test_sources_in_place() -> None:
+    from blindbench.corpus import split_of
+
+    without = [split_of(i, 5) for i in range(40)]
+    with_val = [split_of(i, 5, 8) for i in range(40)]
+    assert [i for i, s in enumerate(without) if s == "test"] == [i for i, s in enumerate(with_val) if s == "test"]
+    assert with_val.count("val") == 4 and "val" not in without  # every 8th of the 32 non-test sources
+
+
+def test_crop_pool_spans_roles_and_never_gives_the_same_photo(photos_corpus: dict, data_root: Path) -> None:
+    corpus = Corpus.open("photos")
+    single = corpus.pool(("clean",), "train")
+    assert len(single) == len(corpus.crops("clean", "train"))
+    assert np.array_equal(single[3], corpus.crops("clean", "train")[3])
+    assert single.provenance(3) == corpus.provenance("clean", "train", 3)  # unchanged records for one role
+    pool = corpus.pool(("clean", "fill"), "train")
+    n_clean = len(corpus.crops("clean", "train"))
+    assert len(pool) == n_clean + len(corpus.crops("fill", "train"))
+    assert np.array_equal(pool[n_clean + 2], corpus.crops("fill", "train")[2])
+    assert pool.provenance(n_clean + 2) == {"role": "fill", **corpus.provenance("fill", "train", 2)}
+    for index in range(0, len(pool), 7):
+        source = pool.source(index)
+        other = pool.other_source(index, source)
+        assert pool.source(other) != source
+        assert pool.other_source(index, "no-such-photo") == index
+
+
+def test_pooled_set_draws_fill_from_another_photo(photos_corpus: dict, data_root: Path) -> None:
+    from blindbench.corpus import Corpus as _Corpus
+    from blindbench.sets import load_set
+    from blindbench.shards import clean_indices, clean_pool, corrupt_sample
+
+    spec = load_set("photos-train")
+    assert spec.clean_roles == spec.fill_roles == ("clean", "fill")
+    corpus = _Corpus.open("photos")
+    roles = set()
+    for index, clean_index in zip(range(200), clean_indices(spec, len(clean_pool(spec, corpus)), range(200))):
+        meta = corrupt_sample(spec, corpus, index, clean_index).meta
+        roles.add(meta["provenance"]["clean"]["role"])
+        assert meta["provenance"]["fill"]["source"] != meta["provenance"]["clean"]["source"]
+    assert roles == {"clean", "fill"}  # both kinds of photo serve as clean images
 
 
 def test_crops_are_never_upscaled_and_small_sources_are_reported(photos_corpus: dict) -> None:

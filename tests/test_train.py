@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +14,7 @@ from blindbench import train
 from blindbench.checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
 from blindbench.errors import BlindbenchError, ConfigError
 from blindbench.models import model_names
-from blindbench.train import TrainConfig, Trainer, load_config, run_train, setup_runtime
+from blindbench.train import TrainConfig, Trainer, load_config, run_train, save_config, setup_runtime
 
 
 def tiny_config(out: Path, **overrides) -> TrainConfig:
@@ -221,3 +222,53 @@ def test_bad_validation_set_and_foreign_checkpoints_are_one_line_errors(demo_dir
     with pytest.raises(BlindbenchError, match=r"cannot read checkpoint .*garbage.pt: .*\(UnpicklingError\)$") as info:
         trainer.restore(garbage)
     assert "weights_only" not in str(info.value)
+
+
+def test_learning_rates_default_per_preset_and_must_be_finite(tmp_path: Path) -> None:
+    from blindbench.models import PRESET_TRAINING
+
+    paper, tiny = TrainConfig(), TrainConfig(preset="tiny")
+    assert (paper.lr_separate, paper.lr_joint) == (1e-4, 1e-5)
+    assert (tiny.lr_separate, tiny.lr_joint) == (PRESET_TRAINING["tiny"].lr_separate, PRESET_TRAINING["tiny"].lr_joint)
+    assert TrainConfig(preset="tiny", lr_separate=2e-4).lr_separate == 2e-4  # an explicit value wins
+    save_config(tiny, tmp_path / "c.toml")
+    assert "lr_separate = 0.001" in (tmp_path / "c.toml").read_text()  # the resolved value is recorded
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="lr_separate must be a finite number"):
+            TrainConfig(lr_separate=bad)
+    with pytest.raises(ConfigError, match="lambda_l1 must be a finite number"):
+        TrainConfig(lambda_l1=float("nan"))
+
+
+def test_validation_scores_the_whole_set_per_pattern(demo_dir: Path) -> None:
+    from blindbench.models import create_model
+    from blindbench.train import Runtime, validate
+
+    cfg = TrainConfig(preset="tiny", val_set="photos-demo", val_batch=5, image_size=64, perceptual=False)
+    model = create_model("vcn", "tiny")
+    values = validate(cfg, model, Runtime(torch.device("cpu")))
+    patterns = ("colour", "graffiti", "noise", "paste", "real", "text")
+    assert {f"val_bce_{p}" for p in patterns} <= set(values)
+    for key in ("val_psnr", "val_ssim", "val_psnr_composite", "val_ssim_composite", "val_psnr_true_mask"):
+        assert np.isfinite(values[key])
+    # 48 images in batches of 5: the per-pattern means average exactly the overall mean (8 images each)
+    assert values["val_bce"] == pytest.approx(np.mean([values[f"val_bce_{p}"] for p in patterns]), rel=1e-9)
+    first = validate(dataclasses.replace(cfg, val_batches=1), model, Runtime(torch.device("cpu")))
+    assert first["val_bce"] != pytest.approx(values["val_bce"], rel=1e-9)  # val_batches=1 scores 5 images only
+
+
+def test_fresh_critic_batches_are_consumed_and_resume_exactly(demo_dir: Path, tmp_path: Path) -> None:
+    from blindbench.checkpoint import load_checkpoint
+
+    common = dict(model="vcn", preset="tiny", set="photos-demo", source="shards", stage="joint", batch_joint=2,
+                  critic_steps=2, image_size=32, perceptual=False, device="cpu", workers=0, shuffle_buffer=8,
+                  val_set="", sample_every=0, tensorboard=False, progress=False)  # fmt: skip
+    straight = run_train(TrainConfig(steps_joint=4, out=str(tmp_path / "a"), **common))
+    state = load_checkpoint(straight / "checkpoints" / "last.pt")
+    assert state["data_batches"] == 4 * 3  # one batch per generator step plus one per critic update
+    run_train(TrainConfig(steps_joint=2, out=str(tmp_path / "b"), **common))
+    resumed = run_train(TrainConfig(steps_joint=4, out=str(tmp_path / "b"), resume=str(tmp_path / "b"), **common))
+    a, b = state["model"], load_checkpoint(resumed / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    shared = run_train(TrainConfig(steps_joint=4, critic_batches="shared", out=str(tmp_path / "c"), **common))
+    assert load_checkpoint(shared / "checkpoints" / "last.pt")["data_batches"] == 4

@@ -114,3 +114,32 @@ def test_semantic_loss(vgg: VGG19Features) -> None:
     loss = semantic_loss(vgg, pred, target)
     loss.backward()
     assert loss.item() > 0 and torch.isfinite(pred.grad).all()
+
+
+def test_critic_view_is_the_smoothed_composite() -> None:
+    from vcn.critics import critic_view, smooth_mask
+
+    image, restored = torch.zeros(1, 3, 96, 96), torch.ones(1, 3, 96, 96)
+    hole = torch.zeros(1, 1, 96, 96)
+    hole[..., 44:52, 44:52] = 1.0
+    logits = (hole * 2 - 1) * 50  # M̂ ≈ the hole
+    view = critic_view(image, restored, logits)
+    assert torch.allclose(view[..., 44:52, 44:52], torch.ones(1, 3, 8, 8))  # the output inside the hole
+    assert float(view[..., :10, :10].max()) < 1e-12  # the input beyond the 4 × 7 px halo
+    soft = smooth_mask(hole)
+    assert 0 < float(soft[0, 0, 48, 54]) < 1 and float(soft[0, 0, 48, 48]) == 1.0  # a halo just outside
+    assert torch.equal(critic_view(image, restored, None), restored)  # no MPN: the raw output
+
+
+def test_masked_gp_ignores_gradients_outside_the_mask() -> None:
+    """The official penalty: the gradient norm is taken over the damaged region only."""
+    weight = torch.zeros(1, 3, 8, 8)
+    weight[..., :4, :] = 1.0  # a linear critic that looks at the top half only
+    critic = lambda x: (x * weight).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    bottom = torch.zeros(2, 1, 8, 8)
+    bottom[..., 4:, :] = 1.0
+    assert float(wgan_gp_penalty(critic, real, fake, 10.0, mask=bottom)) == pytest.approx(10.0, abs=1e-4)  # norm 0 (+1e-12)
+    top = 1.0 - bottom
+    norm = float(weight.square().sum().sqrt())
+    assert float(wgan_gp_penalty(critic, real, fake, 10.0, mask=top)) == pytest.approx(10 * (norm - 1) ** 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -92,3 +93,27 @@ class PatchCritic(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return masked_average(self.score_map(x), mask)
+
+
+def smooth_mask(mask: Tensor, iterations: int = 4, kernel: int = 15) -> Tensor:
+    """The official priority smoothing of a (soft) mask: ``p = box(init) ⊙ (1 − m); init = p + m`` repeated,
+    then ``min(m + p, 1)``; a box filter with zero padding (the official 15×15 kernel is numerically flat).
+
+    Shape: (B, 1, H, W) in [0, 1] -> (B, 1, H, W) in [0, 1].
+    """
+    init, halo = mask, torch.zeros_like(mask)
+    for _ in range(iterations):
+        halo = F.avg_pool2d(init, kernel, stride=1, padding=kernel // 2, count_include_pad=True) * (1.0 - mask)
+        init = halo + mask
+    return (mask + halo).clamp(max=1.0)
+
+
+def critic_view(image: Tensor, restored: Tensor, mask_logits: Tensor | None) -> Tensor:
+    """What the official critics judge: ``Ô ⊙ M̃̂ + I ⊙ (1 − M̃̂)`` with M̃̂ the smoothed predicted mask.
+
+    Models without an MPN give their raw output. Shape: (B, 3, H, W) each -> (B, 3, H, W).
+    """
+    if mask_logits is None:
+        return restored
+    mask = smooth_mask(mask_logits.sigmoid().to(restored.dtype))
+    return restored * mask + image.to(restored.dtype) * (1.0 - mask)

@@ -18,3 +18,15 @@ class InpaintOutput(NamedTuple):
 
     mask_logits: Tensor | None
     image: Tensor
+
+
+def composite(image: Tensor, output: InpaintOutput) -> Tensor:
+    """The official "bled" image ``Ô ⊙ M̂ + I ⊙ (1 − M̂)``: the input kept where the MPN sees no damage.
+
+    Models without a mask prediction return their raw output. Shape: image (B, 3, H, W) in [-1, 1] ->
+    (B, 3, H, W) in [-1, 1].
+    """
+    if output.mask_logits is None:
+        return output.image
+    mask = output.mask_logits.sigmoid().to(output.image.dtype)  # (B, 1, H, W), M̂
+    return output.image * mask + image.to(output.image.dtype) * (1.0 - mask)
