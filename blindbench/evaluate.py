@@ -52,7 +52,7 @@ from blindbench.shards import find_lock
 REFERENCE_METHODS = ("input", "oracle-telea")
 COLUMNS = (
     "method", "model", "checkpoint", "set", "key", "pattern", "mask_area",
-    "bce", "psnr", "ssim", "psnr_y", "ssim_y", "iou", "f1", "ap",
+    "bce", "psnr", "ssim", "psnr_y", "ssim_y", "iou", "f1", "ap", "psnr_composite", "ssim_composite",
 )  # fmt: skip
 TELEA_RADIUS = 3
 # Float formatting of the CSV: enough digits that tables recomputed from it match to the printed precision.
@@ -128,11 +128,16 @@ def telea_inpaint(image: Tensor, region: Tensor, radius: int = TELEA_RADIUS) -> 
 
 
 def score_batch(
-    restored: Tensor, target: Tensor, hard_mask: Tensor, mask_logits: Tensor | None
+    restored: Tensor, target: Tensor, hard_mask: Tensor, mask_logits: Tensor | None, image: Tensor | None = None
 ) -> dict[str, Tensor]:
     """Per-sample metrics of a batch: images in [-1, 1] (B, 3, H, W), masks (B, 1, H, W) with 1 = damaged.
 
-    Returns a dict of (B,) float64 CPU tensors; the mask columns are absent when ``mask_logits`` is None.
+    With the corrupted ``image`` I and mask logits, ``psnr_composite`` / ``ssim_composite`` score the official
+    composite ``Ô ⊙ M̂ + I ⊙ (1 − M̂)`` (input pixels kept where the MPN sees no damage); without logits the
+    composite is the raw output.
+
+    Returns a dict of (B,) float64 CPU tensors; the mask columns are absent when ``mask_logits`` is None, the
+    composite ones when ``image`` is None.
     """
     from blindbench.metrics import (
         mask_average_precision,
@@ -153,6 +158,15 @@ def score_batch(
         "psnr_y": psnr(pred, real, convention="y").double(),
         "ssim_y": ssim(pred, real, convention="y").double(),
     }
+    if image is not None:
+        blended = pred
+        if mask_logits is not None:
+            from vcn.types import InpaintOutput, composite
+
+            raw = restored.detach().float().cpu().nan_to_num(0.0)
+            logits = mask_logits.detach().float().cpu().nan_to_num(0.0, posinf=1e4, neginf=-1e4)
+            blended = ((composite(image.detach().float().cpu(), InpaintOutput(logits, raw)) + 1.0) / 2.0).clamp(0, 1)
+        values |= {"psnr_composite": psnr(blended, real).double(), "ssim_composite": ssim(blended, real).double()}
     if mask_logits is not None:
         logits = mask_logits.detach().float().cpu().nan_to_num(0.0, posinf=1e4, neginf=-1e4)
         prob = torch.sigmoid(logits)
@@ -400,7 +414,7 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
             writer.writerow(columns)
         for batch in _batches(cfg, urls, done):
             restored, logits = predict(batch)
-            values = score_batch(restored, batch["target"], batch["mask"], logits)
+            values = score_batch(restored, batch["target"], batch["mask"], logits, batch["input"])
             values |= iqa.per_sample(restored, batch["target"])
             if cfg.save_images:
                 _save_images(out, batch, restored, logits)

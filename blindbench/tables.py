@@ -74,10 +74,13 @@ __all__ = [
 ]
 
 TEXT_COLUMNS = ("method", "model", "checkpoint", "set", "key", "pattern")
-METRICS = ("bce", "psnr", "ssim", "psnr_y", "ssim_y", "iou", "f1", "ap")
-COLUMNS = (*TEXT_COLUMNS, "mask_area", *METRICS)
+# the composite columns (Ô ⊙ M̂ + I ⊙ (1 − M̂)) came later: a samples.csv without them reads as NaN there
+OPTIONAL_METRICS = ("psnr_composite", "ssim_composite")
+METRICS = ("bce", "psnr", "ssim", "psnr_y", "ssim_y", "iou", "f1", "ap", *OPTIONAL_METRICS)
+COLUMNS = (*TEXT_COLUMNS, "mask_area", *(m for m in METRICS if m not in OPTIONAL_METRICS))
 DEFAULT_METRICS = ("bce", "psnr", "ssim")
-DECIMALS = {"bce": 3, "psnr": 2, "ssim": 4, "psnr_y": 2, "ssim_y": 4, "iou": 4, "f1": 4, "ap": 4}
+DECIMALS = {"bce": 3, "psnr": 2, "ssim": 4, "psnr_y": 2, "ssim_y": 4, "iou": 4, "f1": 4, "ap": 4,
+            "psnr_composite": 2, "ssim_composite": 4}
 LABELS = {
     "bce": "BCE ↓",
     "psnr": "PSNR ↑",
@@ -87,6 +90,8 @@ LABELS = {
     "iou": "IoU ↑",
     "f1": "F1 ↑",
     "ap": "AP ↑",
+    "psnr_composite": "PSNR-C ↑",
+    "ssim_composite": "SSIM-C ↑",
 }
 
 # "*" marks where names not in the list go (alphabetically).
@@ -147,7 +152,8 @@ class TablesConfig:
     study: str = _option("", "user-study folder; when given, table2.csv is built from its answers")
     answers: str = _option("", "user-study answers CSV (default: the one in --study)")
     paper: bool = _option(False, "print the paper's numbers (SPEC §7) beside ours and add paper_* CSV columns")
-    metrics: str = _option("bce,psnr,ssim", f"comma-separated metrics to tabulate, of {', '.join(METRICS)}")
+    metrics: str = _option("", f"comma-separated metrics to tabulate, of {', '.join(METRICS)} (default: bce, psnr, "
+                           "ssim, and psnr_composite, ssim_composite when the runs have them)")
     area_bin: int = _option(10, "width of the mask-area bins in percent")
     extra_decimals: int = _option(0, "decimals beyond the paper's (BCE 3, PSNR 2, SSIM 4)")
     common_keys: bool = _option(False, "use only the samples every method of a set has")
@@ -187,7 +193,10 @@ def _read_samples(path: Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise BlindbenchError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
-    frame = frame[list(COLUMNS)].copy()
+    for column in OPTIONAL_METRICS:
+        if column not in frame.columns:
+            frame[column] = ""
+    frame = frame[[*COLUMNS, *OPTIONAL_METRICS]].copy()
     frame.insert(0, "line", np.asarray(lines, dtype=int))
     for column in TEXT_COLUMNS:
         frame[column] = frame[column].astype(str).str.strip()
@@ -617,8 +626,10 @@ def run_tables(cfg: TablesConfig) -> dict[str, Path]:
         raise BlindbenchError("give --runs DIR, the folder of eval runs")
     if cfg.extra_decimals < 0:
         raise BlindbenchError(f"--extra-decimals must be ≥ 0, got {cfg.extra_decimals}")
-    metrics = _check_metrics(comma_list(cfg.metrics))
+    metrics = _check_metrics(comma_list(cfg.metrics)) if cfg.metrics else None
     df = load_runs(cfg.runs)
+    if metrics is None:
+        metrics = DEFAULT_METRICS + tuple(m for m in OPTIONAL_METRICS if df[m].notna().any())
     footer = [FOOTNOTE]
     if cfg.common_keys:
         df, note = keep_common_keys(df)

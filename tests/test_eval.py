@@ -119,6 +119,22 @@ def test_score_batch_identical_images() -> None:
     assert set(score_batch(image, image, mask, None)) == {"mask_area", "psnr", "ssim", "psnr_y", "ssim_y"}
 
 
+def test_composite_keeps_the_input_where_the_mpn_sees_no_damage() -> None:
+    """Raw output wrong outside the hole, right inside; the composite takes the (clean) input outside: exact."""
+    clean = torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:20, 4:28] = 1
+    corrupted = clean * (1 - mask) + mask * 0.3
+    restored = clean * mask - (1 - mask) * 0.5  # the hole restored, the rest destroyed
+    logits = (mask * 2 - 1) * 40.0
+    values = score_batch(restored, clean, mask, logits, corrupted)
+    assert float(values["psnr"].max()) < 20 and torch.equal(values["psnr_composite"], torch.full((2,), 100.0,
+                                                                                                   dtype=torch.float64))
+    no_mpn = score_batch(restored, clean, mask, None, corrupted)  # no mask prediction: composite = raw
+    assert torch.equal(no_mpn["psnr_composite"], no_mpn["psnr"]) and torch.equal(no_mpn["ssim_composite"],
+                                                                                  no_mpn["ssim"])
+
+
 def test_format_value() -> None:
     assert format_value(None) == "" and format_value(float("nan")) == ""
     assert format_value(20.123456789) == "20.1235" and format_value("ab") == "ab"

@@ -9,6 +9,7 @@ import sys
 import types
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from scipy.stats import t
 
@@ -355,3 +356,15 @@ def test_a_bad_study_folder_writes_no_table(tmp_path: Path) -> None:
         run_tables(TablesConfig(runs=str(RUNS), out=str(out), study=str(tmp_path / "no-such-study")))
     assert sorted(p.name for p in out.iterdir()) == ["table1.csv"]
     assert (out / "table1.csv").read_text() == "earlier\n"
+
+
+def test_composite_columns_are_tabulated_when_runs_have_them(tmp_path: Path) -> None:
+    header = HEADER + ",psnr_composite,ssim_composite"
+    rows = [f"vcn,vcn,ck,s,k{i},real,0.3,0.5,{20 + i},0.7,,,,,,{24 + i},0.8" for i in range(3)]
+    _write(tmp_path / "runs" / "new" / "samples.csv", "\n".join([header, *rows]) + "\n")
+    written = run_tables(TablesConfig(runs=str(tmp_path / "runs")))
+    table = pd.read_csv(written["table1"])
+    assert table.loc[0, "psnr_composite"] == pytest.approx(25.0) and table.loc[0, "psnr"] == pytest.approx(21.0)
+    assert "PSNR-C" in written["markdown"].read_text()
+    old = run_tables(TablesConfig(runs=str(RUNS), out=str(tmp_path / "old")))  # older CSVs: no composite columns
+    assert "psnr_composite" not in pd.read_csv(old["table1"]).columns
