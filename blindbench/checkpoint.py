@@ -4,13 +4,20 @@ A checkpoint is one ``torch.save`` file holding only tensors and plain Python co
 ``torch.load(weights_only=True)``::
 
     {"format": 1, "model_name", "preset", "step", "stage", "stage_step", "data_batches",
-     "config": dict, "model": state_dict, "critics": {name: state_dict}, "optimizers": {name: state_dict},
-     "scalers": {name: state_dict}, "rng": {"python", "numpy", "torch", "cuda"}, "bad_steps": int}
+     "config": dict, "model": state_dict, "model_sha256": str, "critics": {name: state_dict},
+     "optimizers": {name: state_dict}, "scalers": {name: state_dict}, "rng": {"python", "numpy", "torch", "cuda"},
+     "bad_steps": int, "sessions": [{"steps": [first, last], "seconds", "device", "threads", "cpu"}]}
+
+``model_sha256`` is a digest of the weights' names, dtypes, shapes and bytes (:func:`weights_digest`): a flipped
+byte inside a weight, which torch's zip container does not notice, is refused at load, and so are non-finite
+weights. Checkpoints written before the digest existed load without the check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import random
 import tempfile
 from pathlib import Path
@@ -93,6 +100,45 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
     return path
 
 
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def non_finite(weights: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors that hold a NaN or an infinity."""
+    return [n for n, t in weights.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def check_weights(weights: Any, recorded_sha256: str | None, what: str) -> None:
+    """Refuse weights whose digest differs from the recorded one, or that are not finite (one line, ``what``)."""
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise BlindbenchError(f"{what}: the weights are not a state dict of tensors")
+    if recorded_sha256 and weights_digest(weights) != recorded_sha256:
+        raise BlindbenchError(f"{what}: the weights do not match their recorded sha256 (the file is damaged)")
+    bad = non_finite(weights)
+    if bad:
+        raise BlindbenchError(f"{what}: {len(bad)} weight tensor(s) hold NaN or inf, e.g. {bad[0]}")
+
+
+def hardware() -> dict[str, Any]:
+    """What a training session ran on: device name, torch threads, CPU model."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        cpu = f"{names[0]} ({len(names)} logical CPUs)" if names else cpu
+    except OSError:
+        pass
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() and torch.cuda.is_initialized() else "cpu"
+    return {"device": device, "threads": torch.get_num_threads(), "cpu": cpu}
+
+
 def checkpoint_file(path: str | os.PathLike[str]) -> Path:
     """The checkpoint a path names: the file itself, or a run folder's ``checkpoints/last.pt``."""
     path = Path(path)
@@ -156,6 +202,7 @@ def load_model_from_checkpoint(
     if name is not None and stored != name:
         raise BlindbenchError(f"checkpoint {path} holds model {stored!r}, not {name!r}")
     model = create_model(stored, state.get("preset", "paper"))
+    check_weights(state["model"], state.get("model_sha256"), f"checkpoint {path}")
     load_weights(model, state["model"], f"checkpoint {path} does not fit model {stored!r}")
     meta = {k: v for k, v in state.items() if k not in ("model", "critics", "optimizers", "scalers", "rng")}
     return model.to(map_location).eval(), meta

@@ -41,12 +41,15 @@ from torch import Tensor, nn
 
 from blindbench.checkpoint import (
     capture_rng,
+    check_weights,
     checkpoint_file,
+    hardware,
     load_checkpoint,
     load_weights,
     restore_rng,
     save_checkpoint,
     unwrap,
+    weights_digest,
 )
 from blindbench.errors import BlindbenchError, ConfigError
 from blindbench.options import DEVICES, select_device, toml_value
@@ -165,7 +168,10 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then a flat TOML file, then ``overrides`` (e.g. CLI flags); unknown keys are one-line errors."""
+    """Defaults, then a flat TOML file, then ``overrides`` (e.g. CLI flags); unknown keys are one-line errors.
+
+    With ``resume``, the base is the checkpoint's stored config instead of the defaults (see `resume_config`).
+    """
     values: dict[str, Any] = {}
     if path:
         path = Path(path)
@@ -187,6 +193,8 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
     for key, value in values.items():  # TOML ints are fine where floats are expected
         if hints[key] is float and isinstance(value, int) and not isinstance(value, bool):
             values[key] = float(value)
+    if values.get("resume"):  # the run's own settings, changed only where it is safe
+        return resume_config(values.pop("resume"), values)
     return TrainConfig(**values)
 
 
@@ -381,13 +389,22 @@ def weighted_sum(cfg: TrainConfig, terms: dict[str, Tensor]) -> Tensor:
 class Logger:
     """Scalars to ``metrics.csv`` (long format: step, stage, name, value) and TensorBoard when installed."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool, keep_until: int = 0) -> None:
+        """Rows of an earlier process after step ``keep_until`` (the checkpoint it resumes from) are dropped: they
+        are about to be replayed, and each step must be logged once."""
         self.path = run_dir / "metrics.csv"
-        new = not self.path.exists()
+        kept: list[list[str]] = []
+        if self.path.exists():
+            with self.path.open(newline="") as handle:
+                for row in list(csv.reader(handle))[1:]:
+                    if row and row[0].isdigit() and int(row[0]) <= keep_until:
+                        kept.append(row)
+        tmp = self.path.with_name(".metrics.csv.tmp")
+        with tmp.open("w", newline="") as handle:
+            csv.writer(handle).writerows([["step", "stage", "name", "value"], *kept])
+        os.replace(tmp, self.path)
         self.handle = self.path.open("a", newline="")
         self.writer = csv.writer(self.handle)
-        if new:
-            self.writer.writerow(["step", "stage", "name", "value"])
         self.tb = None
         if tensorboard:
             try:
@@ -533,12 +550,44 @@ def _resolve_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
         ckpt = checkpoint_file(resume)
         if not ckpt.is_file():
             raise BlindbenchError(f"nothing to resume: {ckpt} not found")
-        run_dir = Path(cfg.out) if cfg.out else ckpt.parent.parent
-        return run_dir, ckpt
+        if cfg.out:
+            return Path(cfg.out), ckpt
+        if ckpt.parent.name != "checkpoints":  # a checkpoint outside a run folder: which folder to write is unknown
+            raise ConfigError(f"{ckpt} is not in a run folder's checkpoints/: give --out for the resumed run")
+        return ckpt.parent.parent, ckpt
     run_dir = Path(cfg.out) if cfg.out else _default_out(cfg)
     if (run_dir / "checkpoints" / "last.pt").exists():
         raise ConfigError(f"run folder {run_dir} already holds a checkpoint; pass resume or another out")
     return run_dir, None
+
+
+# What a resume may change: how long to train and how to report and save it. Anything else (model, data, lr, loss
+# weights, seed, workers) would make the continued run something else than the run it claims to be.
+RESUME_CHANGEABLE = frozenset({
+    "steps_separate", "steps_joint", "val_set", "val_every", "val_batch", "val_batches", "log_every", "sample_every",
+    "checkpoint_every", "tensorboard", "progress", "max_bad_steps", "device", "out", "resume",
+})  # fmt: skip
+
+
+def resume_config(resume: str, given: dict[str, Any]) -> TrainConfig:
+    """The stored config of the checkpoint ``resume`` with the options ``given`` explicitly applied.
+
+    Raises:
+        ConfigError: one line when ``given`` changes an option outside ``RESUME_CHANGEABLE``.
+    """
+    state = load_checkpoint(checkpoint_file(resume))
+    stored = dict(state.get("config") or {})
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    stored = {k: v for k, v in stored.items() if k in names and k not in ("out", "resume")}
+    for key, value in given.items():
+        if key in RESUME_CHANGEABLE or key not in stored:
+            continue
+        if isinstance(stored[key], float) and isinstance(value, int | float) and not isinstance(value, bool):
+            value = float(value)
+        if value != stored[key]:
+            raise ConfigError(f"cannot change {key} when resuming ({stored[key]!r} in the run, {value!r} given): "
+                              f"start a new run instead")
+    return TrainConfig(**{**stored, **given, "resume": str(resume)})
 
 
 class Trainer:
@@ -574,6 +623,10 @@ class Trainer:
             self.critic_global, self.critic_patch = self.critics.global_critic, self.critics.patch_critic
         self.memory_format = memory_format
         self.step = 0  # global generator steps done
+        self.finite_steps = 0  # generator steps that were not skipped, in this process
+        # one record per (re)start: steps, seconds spent in training steps, and the hardware (for the zoo's cards)
+        self.sessions: list[dict[str, Any]] = []
+        self.session = {"steps": [0, 0], "seconds": 0.0, **hardware()}
         self.bad_in_row = 0
         self.bad_total = 0
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -603,6 +656,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def state(self, stage: str, stage_step: int) -> dict[str, Any]:
+        weights = unwrap(self.raw_model).state_dict()
         return {
             "model_name": self.cfg.model,
             "preset": self.cfg.preset,
@@ -611,7 +665,9 @@ class Trainer:
             "stage_step": stage_step,
             "data_batches": stage_step * self.batches_per_step(stage),
             "config": dataclasses.asdict(self.cfg),
-            "model": unwrap(self.raw_model).state_dict(),
+            "model": weights,
+            "model_sha256": weights_digest(weights),
+            "sessions": [*self.sessions, {**self.session, "seconds": round(self.session["seconds"], 3)}],
             "critics": {k: m.state_dict() for k, m in self.critics.modules().items()} if self.critics else {},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
@@ -621,7 +677,10 @@ class Trainer:
 
     def save(self, stage: str, stage_step: int) -> None:
         if self.runtime.main:
-            save_checkpoint(self.state(stage, stage_step), self.run_dir / "checkpoints" / "last.pt")
+            state = self.state(stage, stage_step)
+            # never a checkpoint of broken weights (a finite loss can still leave inf weights, e.g. lr = 1e30)
+            check_weights(state["model"], None, f"step {self.step}: not saved, the model")
+            save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
 
     def restore(self, path: Path) -> tuple[str, int]:
         """Load a checkpoint; returns (stage, stage_step) of its position."""
@@ -629,11 +688,19 @@ class Trainer:
         if state["model_name"] != self.cfg.model or state["preset"] != self.cfg.preset:
             raise BlindbenchError(f"checkpoint {path} is for {state['model_name']} ({state['preset']}), "
                                   f"not {self.cfg.model} ({self.cfg.preset})")
+        stored = state.get("config") or {}
+        for key in sorted(set(stored) - RESUME_CHANGEABLE):  # the API path too, not only the CLI's resume_config
+            if hasattr(self.cfg, key) and stored[key] != getattr(self.cfg, key):
+                raise ConfigError(f"cannot change {key} when resuming {path} ({stored[key]!r} in the run, "
+                                  f"{getattr(self.cfg, key)!r} now): start a new run instead")
+        check_weights(state["model"], state.get("model_sha256"), f"checkpoint {path}")
         load_weights(self.raw_model, state["model"], f"checkpoint {path} does not fit model {self.cfg.model!r}")
         if self.critics is not None and state.get("critics"):
             for k, m in self.critics.modules().items():
                 load_weights(m, state["critics"].get(k), f"checkpoint {path}: critic {k!r} does not fit")
         self.step = int(state["step"])
+        self.sessions = list(state.get("sessions", []))
+        self.session["steps"] = [self.step, self.step]
         self.bad_in_row = int(state.get("bad_steps", 0))
         restore_rng(state["rng"])
         self._pending = state
@@ -734,16 +801,18 @@ class Trainer:
             total = rec  # already checked
         self._backward_step("generator", total)
         self.bad_in_row = 0
+        self.finite_steps += 1
         logs.update({k: float(v.detach()) for k, v in terms.items()})
         logs["loss"] = float(total.detach())
         return logs, out
 
     # ------------------------------------------------------------------------------------------------- run
 
-    def run(self, resume: Path | None) -> None:
+    def run(self, position: tuple[str, int] | None = None) -> None:
+        """Execute the plan from step 0, or from ``position`` = :meth:`restore`'s (stage, stage_step)."""
         cfg, rt = self.cfg, self.runtime
-        position: tuple[str, int] | None = self.restore(resume) if resume is not None else None
-        logger = Logger(self.run_dir, cfg.tensorboard) if rt.main else None
+        logger = Logger(self.run_dir, cfg.tensorboard, keep_until=self.step) if rt.main else None
+        first = self.step
         bar = None
         if rt.main and cfg.progress:
             from tqdm.auto import tqdm
@@ -777,10 +846,15 @@ class Trainer:
                     logs, out = self.train_step(stage, batch, [next(data) for _ in range(per_step - 1)])
                     self.step += 1
                     now = time.perf_counter()
+                    self.session["seconds"] += now - tic
+                    self.session["steps"][1] = self.step
                     logs["images_per_s"] = batch_size * rt.world / max(now - tic, 1e-9)
                     tic = now
                     self._periodic(stage, stage_step + 1, steps, logs, batch, out, logger, bar)
                 done_before += steps
+            if self.step > first and self.finite_steps == 0:
+                raise BlindbenchError(f"no finite training step in {self.step - first} (every loss was NaN or inf): "
+                                      f"check the learning rate and loss weights; nothing was saved")
         finally:
             if bar is not None:
                 bar.close()
@@ -815,11 +889,12 @@ def run_train(cfg: TrainConfig) -> Path:
     joined_before = torch.distributed.is_available() and torch.distributed.is_initialized()
     runtime = setup_runtime(cfg)
     try:
-        if runtime.main:
+        trainer = Trainer(cfg, runtime, run_dir)
+        position = trainer.restore(resume) if resume is not None else None
+        if runtime.main:  # no file is touched before the model, data and checkpoint are known to fit
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.toml")
-        trainer = Trainer(cfg, runtime, run_dir)
-        trainer.run(resume)
+        trainer.run(position)
     finally:
         if not joined_before and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # only a group this call joined

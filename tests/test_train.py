@@ -214,6 +214,7 @@ def test_bad_validation_set_and_foreign_checkpoints_are_one_line_errors(demo_dir
     trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "b")
     state = trainer.state("separate", 0)
     state["model"] = create_model("vcn", "paper").state_dict()  # right name, weights of another size
+    state.pop("model_sha256")
     path = save_checkpoint({**state, "preset": "tiny"}, tmp_path / "other.pt")
     with pytest.raises(BlindbenchError, match=r"does not fit model 'vcn': Error\(s\) in loading state_dict"):
         trainer.restore(path)
@@ -272,3 +273,89 @@ def test_fresh_critic_batches_are_consumed_and_resume_exactly(demo_dir: Path, tm
     assert all(torch.equal(a[k], b[k]) for k in a)
     shared = run_train(TrainConfig(steps_joint=4, critic_batches="shared", out=str(tmp_path / "c"), **common))
     assert load_checkpoint(shared / "checkpoints" / "last.pt")["data_batches"] == 4
+
+
+def _tiny_run(tmp_path: Path, name: str, **overrides) -> TrainConfig:
+    return tiny_config(tmp_path / name, **overrides)
+
+
+def test_resume_reads_the_run_config_and_refuses_unsafe_changes(demo_dir: Path, tmp_path: Path) -> None:
+    """`train --resume RUN` (CLI: only given flags) continues the run as it was configured."""
+    run = run_train(_tiny_run(tmp_path, "r", steps_separate=2, stage="separate"))
+    before = (run / "config.toml").read_text()
+    cfg = load_config(None, {"resume": str(run), "steps_separate": 3})
+    assert (cfg.preset, cfg.steps_separate, cfg.image_size) == ("tiny", 3, 32)  # the run's, plus the given change
+    for change, value in (("model", "gc"), ("lr_separate", 1e-5), ("seed", 3), ("preset", "paper")):
+        with pytest.raises(ConfigError, match=f"cannot change {change} when resuming"):
+            load_config(None, {"resume": str(run), change: value})
+        with pytest.raises((ConfigError, BlindbenchError)):  # the API path: refused before any file is written
+            run_train(dataclasses.replace(cfg, **{change: value}))
+    assert (run / "config.toml").read_text() == before
+    run_train(cfg)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_resume_from_a_file_outside_a_run_folder_needs_out(demo_dir: Path, tmp_path: Path) -> None:
+    run = run_train(_tiny_run(tmp_path, "r", steps_separate=1, stage="separate"))
+    models = tmp_path / "elsewhere" / "models"
+    models.mkdir(parents=True)
+    (models / "model.pt").write_bytes((run / "checkpoints" / "last.pt").read_bytes())
+    (tmp_path / "elsewhere" / "config.toml").write_text("# someone's own file\n")
+    with pytest.raises(ConfigError, match="not in a run folder's checkpoints/: give --out"):
+        run_train(load_config(None, {"resume": str(models / "model.pt"), "steps_separate": 2}))
+    assert (tmp_path / "elsewhere" / "config.toml").read_text() == "# someone's own file\n"
+
+
+def test_metrics_csv_holds_each_step_once_after_resume_and_rerun(demo_dir: Path, tmp_path: Path) -> None:
+    import csv
+
+    cfg = _tiny_run(tmp_path, "m", steps_separate=4, stage="separate", log_every=1, checkpoint_every=2)
+    run_train(dataclasses.replace(cfg, steps_separate=3))  # checkpoint at 2 and at the end (3)
+    state = load_checkpoint(tmp_path / "m" / "checkpoints" / "last.pt")
+    state["step"] = state["stage_step"] = 2  # as if killed after the step-2 checkpoint, with rows up to 3 logged
+    save_checkpoint(state, tmp_path / "m" / "checkpoints" / "last.pt")
+    run_train(dataclasses.replace(cfg, resume=str(tmp_path / "m")))
+    with open(tmp_path / "m" / "metrics.csv", newline="") as handle:
+        rows = [(r["step"], r["name"]) for r in csv.DictReader(handle)]
+    assert len(rows) == len(set(rows)) and {int(s) for s, n in rows if n == "loss"} == {1, 2, 3, 4}
+    fresh = _tiny_run(tmp_path, "k", steps_separate=2, stage="separate", log_every=1, checkpoint_every=0)
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "metrics.csv").write_text("step,stage,name,value\n1,separate,loss,9\n")  # killed early
+    run_train(fresh)
+    with open(tmp_path / "k" / "metrics.csv", newline="") as handle:
+        losses = [r for r in csv.DictReader(handle) if r["name"] == "loss"]
+    assert [r["step"] for r in losses] == ["1", "2"] and losses[0]["value"] != "9"
+
+
+def test_runs_without_a_finite_step_fail_and_never_save_broken_weights(demo_dir: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "reconstruction_losses", lambda *a, **k: {"l1": torch.tensor(float("nan"))})
+        with pytest.raises(BlindbenchError, match="no finite training step in 2"):
+            run_train(_tiny_run(tmp_path, "n", steps_separate=2, stage="separate", max_bad_steps=5))
+    assert not (tmp_path / "n" / "checkpoints" / "last.pt").exists()
+    cfg = _tiny_run(tmp_path, "i", steps_separate=2, stage="separate")
+    trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "i")
+    with torch.no_grad():
+        next(trainer.raw_model.parameters()).view(-1)[0] = float("inf")  # a finite loss can still do this
+    with pytest.raises(BlindbenchError, match="not saved, the model: 1 weight tensor.* hold NaN or inf"):
+        trainer.save("separate", 1)
+    assert not (tmp_path / "i" / "checkpoints" / "last.pt").exists()
+
+
+def test_damaged_or_non_finite_checkpoints_are_refused(demo_dir: Path, tmp_path: Path) -> None:
+    run = run_train(_tiny_run(tmp_path, "d", steps_separate=1, stage="separate"))
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    name = next(k for k, v in state["model"].items() if v.is_floating_point() and v.numel() > 8)
+    flipped = {**state, "model": {**state["model"], name: state["model"][name].clone()}}
+    flipped["model"][name].view(-1)[:8] += 0.5  # a few changed weights, the zip container intact
+    save_checkpoint(flipped, tmp_path / "flipped.pt")
+    with pytest.raises(BlindbenchError, match="do not match their recorded sha256"):
+        load_model_from_checkpoint(tmp_path / "flipped.pt")
+    nan = {**state, "model": {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                              for k, v in state["model"].items()}}
+    nan.pop("model_sha256")
+    save_checkpoint(nan, tmp_path / "nan.pt")
+    with pytest.raises(BlindbenchError, match="hold NaN or inf"):
+        load_model_from_checkpoint(tmp_path / "nan.pt")
+    assert state["sessions"][0]["steps"] == [0, 1] and state["sessions"][0]["seconds"] > 0
