@@ -64,7 +64,8 @@ class EvalConfig:
     """Score a trained model (or the reference rows input / oracle-telea) on a set: one CSV row per sample."""
 
     model: str = _option("vcn", "registered model name, or a reference method: input, oracle-telea")
-    checkpoint: str = _option("", "checkpoint file or run folder (required for models)")
+    checkpoint: str = _option("", "checkpoint file or run folder (a model needs this or --pretrained)")
+    pretrained: str = _option("", "zoo weights trained by blindbench, e.g. photos (zoo/photos/<model>/)")
     set: str = _option("photos-demo", "set name or manifest path")
     shards: str = _option("", "folder holding the set's shards (default <data>/sets/<name>)")
     out: str = _option("", "eval folder (default <data>/evals/<label>-<set>)")
@@ -94,10 +95,11 @@ def validate_config(cfg: EvalConfig) -> None:
 
     if not cfg.is_reference:
         get_entry(cfg.model)  # unknown name: one line with a suggestion
-        if not cfg.checkpoint:
-            raise ConfigError(f"eval of model {cfg.model!r} needs --checkpoint (a training checkpoint or run folder)")
-    elif cfg.checkpoint:
-        raise ConfigError(f"reference method {cfg.model!r} takes no --checkpoint")
+        if bool(cfg.checkpoint) == bool(cfg.pretrained):
+            raise ConfigError(f"eval of model {cfg.model!r} needs --checkpoint (a training checkpoint or run folder) "
+                              f"or --pretrained (zoo weights), one of them")
+    elif cfg.checkpoint or cfg.pretrained:
+        raise ConfigError(f"reference method {cfg.model!r} takes no --checkpoint or --pretrained")
     if cfg.batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {cfg.batch}")
     if cfg.limit < 0:
@@ -307,9 +309,14 @@ def _predictor(cfg: EvalConfig, device: torch.device) -> Callable[[dict], tuple[
     if cfg.model == "oracle-telea":
         return lambda batch: (telea_inpaint(batch["input"], batch["soft_mask"]), None)
 
-    from blindbench.checkpoint import load_model_from_checkpoint
+    if cfg.pretrained:
+        from blindbench.zoo import load_pretrained
 
-    model, _ = load_model_from_checkpoint(cfg.checkpoint, name=cfg.model, map_location=device)
+        model = load_pretrained(cfg.model, cfg.pretrained, map_location=device)
+    else:
+        from blindbench.checkpoint import load_model_from_checkpoint
+
+        model, _ = load_model_from_checkpoint(cfg.checkpoint, name=cfg.model, map_location=device)
     amp = (
         torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
         if device.type == "cuda" and cfg.amp
@@ -383,7 +390,13 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     folder = Path(cfg.shards) if cfg.shards else set_dir(spec.name)
     urls = shard_urls(spec, folder)
     checkpoint_sha = ""
-    if not cfg.is_reference:
+    if cfg.pretrained:
+        from blindbench.zoo import entry_dir, read_card
+
+        checkpoint_sha = read_card(cfg.pretrained, cfg.model)["weights_sha256"]
+        if not (entry_dir(cfg.pretrained, cfg.model) / "weights.pt").is_file():
+            raise BlindbenchError(f"zoo weights missing: {entry_dir(cfg.pretrained, cfg.model) / 'weights.pt'}")
+    elif not cfg.is_reference:
         path = checkpoint_file(cfg.checkpoint)
         if not path.is_file():
             raise BlindbenchError(f"checkpoint not found: {path}")
@@ -420,7 +433,8 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
                 _save_images(out, batch, restored, logits)
             for i, key in enumerate(batch["key"]):
                 row = {
-                    "method": cfg.method, "model": cfg.model, "checkpoint": cfg.checkpoint, "set": spec.name,
+                    "method": cfg.method, "model": cfg.model, "set": spec.name,
+                    "checkpoint": f"zoo:{cfg.pretrained}" if cfg.pretrained else cfg.checkpoint,
                     "key": key, "pattern": batch["pattern"][i],
                 } | {name: float(v[i]) for name, v in values.items()}  # fmt: skip
                 writer.writerow([format_value(row.get(c)) for c in columns])

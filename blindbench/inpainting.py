@@ -92,6 +92,7 @@ class InpaintConfig:
     )
     model: str = _option("vcn", "registered model name; the checkpoint must hold this model")
     checkpoint: str = _option("", "checkpoint file, or a training run folder (its checkpoints/last.pt)")
+    pretrained: str = _option("", "zoo weights trained by blindbench instead of --checkpoint, e.g. photos")
     out: str = _option("", "output folder", short="-o")
     mask: str = _option(
         "",
@@ -102,6 +103,8 @@ class InpaintConfig:
     device: str = _option("auto", "auto (cuda when available), cpu or cuda", choices=DEVICES)
     tile: int = _option(512, "tile side for large images (rounded up to the model's size multiple); 0: whole image")
     overlap: int = _option(64, "minimum overlap of neighbouring tiles in pixels, blended with a raised cosine")
+    composite: bool = _option(True, "keep the input where the mask calls it clean (Ô ⊙ M̂ + I ⊙ (1 − M̂)); "
+                              "--no-composite writes the raw network output")
     progress: bool = _option(True, "show a tqdm progress bar over the images")
 
     def __post_init__(self) -> None:
@@ -406,6 +409,7 @@ def inpaint(
     beta: float | None = None,
     tile: int = 512,
     overlap: int = 64,
+    composite: bool = True,
 ) -> tuple[ArrayOrTensor, ArrayOrTensor | None]:
     """Restore ``image`` with ``model``: blind (the model predicts the damage) or guided by a known ``mask``.
 
@@ -422,6 +426,8 @@ def inpaint(
             model's own. Models without PCN ignore it.
         tile: tile side for large images (rounded up to the model's size multiple); 0 = one pass.
         overlap: minimum overlap of neighbouring tiles in pixels.
+        composite: return ``Ô ⊙ M + I ⊙ (1 − M)`` (M = M̂, or ``mask`` when given), which keeps the pixels the
+            mask calls clean, as the official code's composite; False returns the network's raw output Ô.
 
     Returns:
         ``(restored, mask)``. Arrays: restored has ``image``'s shape and dtype (alpha copied, grey from the
@@ -436,7 +442,7 @@ def inpaint(
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or not isinstance(overlap, int) or overlap < 0:
         raise BlindbenchError(f"tile and overlap must be integers >= 0, got {tile!r} and {overlap!r}")
     if isinstance(image, Tensor):
-        return _inpaint_tensor_api(image, model, mask, beta, tile, overlap)
+        return _inpaint_tensor_api(image, model, mask, beta, tile, overlap, composite)
     if not isinstance(image, np.ndarray):
         raise BlindbenchError(f"image must be a NumPy array or a torch tensor, got {type(image).__name__}")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)) or 0 in image.shape:
@@ -450,6 +456,8 @@ def inpaint(
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None] * 2.0 - 1.0  # (1, 3, H, W)
     guide = None if mask is None else _mask_tensor(mask, 1, image.shape[:2], x.device)
     restored, out_mask = inpaint_tensor(x, model, guide, beta, tile, overlap)
+    if composite:
+        restored = _composite(x, restored, out_mask)
     out = (restored[0] + 1.0) / 2.0  # (3, H, W) in [0, 1]
     if colour.shape[2] == 1:
         out = _luma(out, 0)  # (1, H, W)
@@ -458,8 +466,14 @@ def inpaint(
     return result, None if out_mask is None else out_mask[0, 0].cpu().numpy()
 
 
+def _composite(image: Tensor, restored: Tensor, mask: Tensor | None) -> Tensor:
+    """``Ô ⊙ M + I ⊙ (1 − M)``; the raw output where there is no mask (a model without MPN run blind)."""
+    return restored if mask is None else restored * mask + image * (1.0 - mask)
+
+
 def _inpaint_tensor_api(
-    image: Tensor, model: nn.Module, mask: np.ndarray | Tensor | None, beta: float | None, tile: int, overlap: int
+    image: Tensor, model: nn.Module, mask: np.ndarray | Tensor | None, beta: float | None, tile: int, overlap: int,
+    composite: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
     if image.ndim not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point() or 0 in image.shape:
         raise BlindbenchError(
@@ -470,6 +484,8 @@ def _inpaint_tensor_api(
     x = x if batched else x[None]
     guide = None if mask is None else _mask_tensor(mask, x.shape[0], tuple(x.shape[-2:]), x.device)
     restored, out_mask = inpaint_tensor(x, model, guide, beta, tile, overlap)
+    if composite:
+        restored = _composite(x, restored, out_mask)
     restored = restored.to(image.dtype)
     out_mask = None if out_mask is None else out_mask.to(image.dtype)
     if not batched:
@@ -619,7 +635,8 @@ def inpaint_file(
     """
     grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
     source = rgb[..., 0] if grey else rgb  # (H, W) grey in -> (H, W) grey out
-    restored, mask = inpaint(source, model, known, beta=cfg.beta_override, tile=cfg.tile, overlap=cfg.overlap)
+    restored, mask = inpaint(source, model, known, beta=cfg.beta_override, tile=cfg.tile, overlap=cfg.overlap,
+                             composite=cfg.composite)
     planes = restored if alpha is None else np.dstack([restored, alpha])
     restored_path, mask_path, overlay_path = output_paths(out, name)
     atomic_write_bytes(restored_path, _encode_png(planes))
@@ -642,8 +659,8 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
     """
     from blindbench.models import get_entry
 
-    if not cfg.checkpoint:
-        raise BlindbenchError("give the trained model with --checkpoint PATH")
+    if bool(cfg.checkpoint) == bool(cfg.pretrained):
+        raise BlindbenchError("give the trained model with --checkpoint PATH or --pretrained NAME (one of them)")
     if not cfg.out:
         raise BlindbenchError("give an output folder with --out")
     get_entry(cfg.model)  # an unknown name: one line with a "did you mean"
@@ -655,7 +672,14 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
         raise BlindbenchError(f"mask not found: {mask_root}")
     masks = [None if mask_root is None else _find_mask(mask_root, item) for item in items]
     device = select_device(cfg.device)
-    model, meta = load_model_from_checkpoint(cfg.checkpoint, cfg.model, map_location=device)
+    if cfg.pretrained:
+        from blindbench.zoo import load_pretrained, read_card
+
+        card = read_card(cfg.pretrained, cfg.model)
+        model, meta = load_pretrained(cfg.model, cfg.pretrained, device), {"step": card["steps_done"],
+                                                                           "preset": card["preset"]}
+    else:
+        model, meta = load_model_from_checkpoint(cfg.checkpoint, cfg.model, map_location=device)
     from tqdm.auto import tqdm
 
     bar = tqdm(items, desc="inpaint", unit="image", disable=not cfg.progress or len(items) < 2, dynamic_ncols=True)

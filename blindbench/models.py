@@ -82,15 +82,37 @@ def get_entry(name: str) -> ModelEntry:
     return REGISTRY[name]
 
 
-def create_model(name: str, preset: str = "paper", **overrides) -> nn.Module:
-    """Build a registered model.
+def create_model(name: str, preset: str | None = None, pretrained: str | None = None,
+                 checkpoint_path: str | None = None, **overrides) -> nn.Module:
+    """Build a registered model, optionally with trained weights (timm's ``pretrained=`` / ``checkpoint_path=``).
 
     Args:
         name: a registry name (``vcn``, ``ca``, ``gmc``, ``pc``, ``gc``, ``vcn-ed``, ...).
-        preset: ``paper`` (the paper's sizes) or ``tiny`` (a few channels: trains on CPU in seconds).
-        **overrides: constructor options (widths, ...).
+        preset: ``paper`` (the paper's sizes; the default) or ``tiny`` (a few channels: trains on CPU in seconds).
+        pretrained: a zoo name (``photos``): weights trained by blindbench, shipped in ``zoo/``; eval mode.
+        checkpoint_path: a training checkpoint or run folder of this model; eval mode.
+        **overrides: constructor options (widths, ...); not with trained weights.
     """
     entry = get_entry(name)
+    if pretrained or checkpoint_path:
+        if pretrained and checkpoint_path:
+            raise ConfigError("give pretrained or checkpoint_path, not both")
+        if overrides:
+            raise ConfigError(f"trained weights fix the architecture: options {sorted(overrides)} cannot apply")
+        if pretrained:
+            from blindbench.zoo import load_pretrained, read_card
+
+            stored = read_card(pretrained, name)["preset"]
+            model = load_pretrained(name, pretrained)
+        else:
+            from blindbench.checkpoint import load_model_from_checkpoint
+
+            model, meta = load_model_from_checkpoint(checkpoint_path, name)
+            stored = meta.get("preset")
+        if preset is not None and preset != stored:
+            raise ConfigError(f"the {name} weights are preset {stored!r}, not {preset!r}")
+        return model
+    preset = preset or "paper"
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
     try:

@@ -574,3 +574,18 @@ def test_bad_api_inputs(tiny_vcn: nn.Module) -> None:
 def test_cuda_without_gpu_is_one_line(error_dir: Path) -> None:
     with pytest.raises(BlindbenchError, match=re.escape("--device cuda: no CUDA device is available")):
         run_inpaint(_cfg(error_dir, device="cuda"))
+
+
+def test_composite_keeps_clean_pixels_and_raw_is_the_network_output(tiny_vcn: nn.Module) -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    known = np.zeros((48, 64), np.float32)
+    known[10:30, 20:40] = 1.0
+    kept, _ = inpaint(image, tiny_vcn, known)  # composite by default
+    assert np.array_equal(kept[known == 0], image[known == 0])  # clean pixels untouched
+    raw, _ = inpaint(image, tiny_vcn, known, composite=False)
+    assert not np.array_equal(raw[known == 0], image[known == 0])
+    assert np.array_equal(raw[known == 1], kept[known == 1])  # inside the hole both are the network's output
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1
+    tensor_kept, _ = inpaint(x, tiny_vcn, torch.from_numpy(known))
+    assert torch.equal(tensor_kept[:, torch.from_numpy(known) == 0], x[:, torch.from_numpy(known) == 0])
