@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blindbench.compare import CompareConfig
+from blindbench.demo import DemoConfig, run_demo
 from blindbench.errors import BlindbenchError
 from blindbench.evaluate import EvalConfig
 from blindbench.inpainting import InpaintConfig
@@ -82,18 +83,6 @@ class ModelsConfig:
 
     preset: str = _option("paper", "paper or tiny", choices=("paper", "tiny"))
     size: int = _option(256, "image side for the GMAC count")
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """The main job on the embedded default: corpus, photos-demo set, a small VCN trained on CPU, eval, tables."""
-
-    set: str = _option("photos-demo", "demo set")
-    workers: int = _option(-1, "parallel workers (-1: all cores)")
-    train_steps: int = _option(360, "training steps of the demo VCN (three quarters separate, then joint)")
-    train_batch: int = _option(8, "training batch size")
-    train_crop: int = _option(128, "training crop side (random crops of photos-train's 256² samples)")
-    run: str = _option("", "demo run folder (default <data>/runs/vcn-demo); an unfinished run is resumed")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config: type, only_given: bool = False) -> None:
@@ -233,136 +222,6 @@ def run_models(cfg: ModelsConfig) -> None:
         paper = f"{s.paper_params / 1e6:.2f}M" if s.paper_params and cfg.preset == "paper" else "–"
         deviation = f"{100 * s.deviation:+.1f}%" if s.deviation is not None and cfg.preset == "paper" else "–"
         print(f"| {name} | {s.params:,} | {paper} | {deviation} | {s.gmacs:.2f} | {s.description} |")
-
-
-def run_demo(cfg: DemoConfig) -> None:
-    from blindbench.corpus import build_embedded_corpus, is_built
-
-    print("== 1/5 corpus: embedded photos")
-    if is_built("photos"):
-        print("corpus photos already built")
-    else:
-        print(_corpus_summary(build_embedded_corpus(workers=cfg.workers)))
-    print(f"== 2/5 generate {cfg.set}, verify it against its lock, draw a contact sheet")
-    run_generate(GenerateConfig(set=cfg.set, workers=cfg.workers))
-    run_verify(VerifyConfig(set=cfg.set))
-    run_sheet(SheetConfig(set=cfg.set))
-    _print_set_summary(cfg.set)
-    print(f"== 3/5 train a small VCN on photos-train ({cfg.train_steps} steps on {_device_name()})")
-    run_dir = _demo_train(cfg)
-    print(f"== 4/5 eval the demo VCN and the reference rows on {cfg.set}; tables; comparison figure")
-    runs = _demo_eval(cfg, run_dir)
-    from blindbench.compare import run_compare
-    from blindbench.tables import run_tables
-
-    run_tables(TablesConfig(runs=str(runs)))
-    print(f"comparison figure: {run_compare(CompareConfig(runs=str(runs), set=cfg.set))}")
-    print("== 5/5 blind inpainting of a photo the model never saw (held-out test source, text written over it)")
-    _demo_inpaint(run_dir)
-
-
-def _device_name() -> str:
-    import torch
-
-    return "CUDA" if torch.cuda.is_available() else "CPU"
-
-
-def demo_train_config(cfg: DemoConfig):
-    """The demo's training run: tiny VCN, stream of photos-train, no VGG (no weights offline), quick validation."""
-    from blindbench.paths import data_root
-    from blindbench.train import TrainConfig
-
-    joint = cfg.train_steps // 4
-    return TrainConfig(
-        model="vcn", preset="tiny", set="photos-train", source="stream", stage="all",
-        steps_separate=cfg.train_steps - joint, steps_joint=joint, batch_separate=cfg.train_batch,
-        batch_joint=cfg.train_batch, lr_joint=1e-4, critic_steps=1, perceptual=False, crop_size=cfg.train_crop,
-        workers=1, val_set=cfg.set, val_every=max(cfg.train_steps // 6, 1), val_batches=2, log_every=5,
-        sample_every=max(cfg.train_steps // 3, 1), checkpoint_every=50, tensorboard=False,
-        out=cfg.run or str(data_root() / "runs" / "vcn-demo"),
-    )  # fmt: skip
-
-
-def _demo_train(cfg: DemoConfig) -> Path:
-    """Train (or resume, or keep) the demo run; draw its loss curve."""
-    import dataclasses as dc
-
-    from blindbench.checkpoint import checkpoint_file, load_checkpoint
-    from blindbench.figures import loss_curve
-    from blindbench.train import run_train
-
-    train_cfg = demo_train_config(cfg)
-    run_dir = Path(train_cfg.out)
-    last = checkpoint_file(run_dir)
-    if last.is_file():
-        step = load_checkpoint(last)["step"]
-        if step >= train_cfg.total_steps:
-            print(f"demo run {run_dir} already trained ({step} steps)")
-        else:
-            print(f"resuming demo run {run_dir} at step {step}")
-            run_train(dc.replace(train_cfg, resume=str(last)))
-    else:
-        run_train(train_cfg)
-    png = loss_curve(run_dir / "metrics.csv", run_dir / "loss-curve.png", title="demo VCN (tiny) on photos-train")
-    print(f"loss curve: {png}")
-    return run_dir
-
-
-def _demo_eval(cfg: DemoConfig, run_dir: Path) -> Path:
-    """Eval the demo VCN (with images) and the two reference methods into one runs folder."""
-    from blindbench.evaluate import EvalConfig, run_eval, summary_line
-    from blindbench.paths import data_root
-
-    runs = data_root() / "evals" / "demo"
-    for model, checkpoint in (("vcn", str(run_dir)), ("input", ""), ("oracle-telea", "")):
-        eval_cfg = EvalConfig(model=model, checkpoint=checkpoint, set=cfg.set, out=str(runs / model),
-                              save_images=model != "input")  # fmt: skip
-        print(summary_line(eval_cfg, run_eval(eval_cfg)))
-    return runs
-
-
-def _demo_inpaint(run_dir: Path) -> Path:
-    """Write text over a held-out photo at its own (non-square) size, restore it blind, save before/after."""
-    import numpy as np
-
-    from blindbench.corpus import committed_manifest_path, shrink
-    from blindbench.corruption import Recipe, apply, sample_params
-    from blindbench.figures import before_after
-    from blindbench.imageio import read_image, write_image
-    from blindbench.inpainting import InpaintConfig, run_inpaint
-
-    manifest = json.loads(committed_manifest_path("photos").read_text())
-    source = next(s for s in manifest["sources"] if s["role"] == "clean" and s["split"] == "test")
-    clean = shrink(read_image(source["file"]), 384)
-    params = sample_params(np.random.default_rng(2020), Recipe(pattern="text"), clean.shape[:2])
-    damaged = apply(clean, None, params).input
-    folder = run_dir / "inpaint-demo"
-    write_image(folder / "damaged.png", damaged)
-    run_inpaint(InpaintConfig(inputs=(str(folder / "damaged.png"),), checkpoint=str(run_dir), out=str(folder / "out"),
-                              progress=False))  # fmt: skip
-    restored = read_image(folder / "out" / "damaged.png")
-    mask = read_image(folder / "out" / "damaged.mask.png")
-    png = before_after(damaged, mask, restored, clean, folder / "before-after.png",
-                       title=f"{source['id']} ({clean.shape[1]}x{clean.shape[0]}), never seen in training")
-    print(f"before/after: {png}")
-    return png
-
-
-def _print_set_summary(name: str) -> None:
-    from blindbench.imageio import decode_png
-    from blindbench.loader import shard_urls
-    from blindbench.sets import load_set
-    from blindbench.shards import iter_shard_samples
-
-    spec = load_set(name)
-    stats: dict[str, list[float]] = {}
-    for url in shard_urls(spec):
-        for raw in iter_shard_samples(url):
-            mask = decode_png(raw["mask.png"], grey=True)
-            stats.setdefault(json.loads(raw["json"])["pattern"], []).append(float((mask > 127).mean()))
-    print(f"{'pattern':<10} {'samples':>7} {'mean damaged area':>18}")
-    for pattern, areas in stats.items():
-        print(f"{pattern:<10} {len(areas):>7} {sum(areas) / len(areas):>18.3f}")
 
 
 def run_eval_command(cfg) -> None:

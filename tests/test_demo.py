@@ -72,13 +72,19 @@ def test_before_after(tmp_path: Path) -> None:
     assert wide.shape[1] > wide.shape[0]
 
 
-def test_demo_end_to_end_at_toy_size(demo_dir: Path, data_root: Path, tmp_path: Path, capsys) -> None:
+def test_demo_end_to_end_at_toy_size(demo_dir: Path, data_root: Path, tmp_path: Path, capsys, monkeypatch,
+                                     tiny_vcn_run: Path) -> None:
+    from blindbench.zoo import publish
+
+    monkeypatch.setenv("BLINDBENCH_ZOO", str(tmp_path / "zoo"))  # a zoo holding one published model: vcn
+    publish(tiny_vcn_run, "photos")
     run = tmp_path / "run"
     argv = ["demo", "--workers", "1", "--train-steps", "4", "--train-batch", "2", "--train-crop", "64",
             "--run", str(run)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    for text in ("== 5/5", "## Table 1", "## Robustness", "| photos-demo | oracle-telea | 48 |", "before/after:"):
+    for text in ("== 6/6", "## Table 1", "## Robustness", "| photos-demo | oracle-telea | 48 |", "before/after:",
+                 "| photos-demo | vcn | 48 |", "zoo/photos/gc: no published weights yet"):
         assert text in out
     assert (run / "loss-curve.png").is_file() and (run / "inpaint-demo" / "before-after.png").is_file()
     runs = data_root / "evals" / "demo"

@@ -33,7 +33,7 @@ def test_publish_writes_weights_card_and_metrics(zoo: Path, tiny_vcn_run: Path) 
     entry = zoo / "mini" / "vcn"
     card = json.loads((entry / "card.json").read_text())
     assert card["model"] == "vcn" and card["preset"] == "tiny" and card["finished"]
-    assert card["steps_done"] == 2 and card["images_seen"] == 1 * 2 + 1 * 2 * 2  # 1 separate step; 1 joint: own + 1 critic batch
+    assert card["steps_done"] == 2 and card["images_seen"] == 1 * 2 + 1 * 2 * 2  # joint: own + 1 critic batch
     assert card["train_seconds"] > 0 and card["sessions"][0]["threads"] >= 1
     assert (entry / "metrics.csv").read_bytes() == (tiny_vcn_run / "metrics.csv").read_bytes()
     blob = torch.load(entry / "weights.pt", weights_only=True)
