@@ -54,6 +54,7 @@ class GenerateConfig:
     out: str = _option("", "output folder (default <data>/sets/<name>)")
     workers: int = _option(-1, "parallel workers (-1: all cores); the bytes do not depend on it")
     backend: str = _option("loky", "joblib backend: loky, threading, multiprocessing, or dask/ray when installed")
+    overwrite: bool = _option(False, "regenerate shards made from another version of the manifest (else an error)")
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def run_generate(cfg: GenerateConfig) -> None:
     from blindbench.shards import generate_set
 
     spec = load_set(cfg.set)
-    report = generate_set(spec, cfg.out or None, workers=cfg.workers, backend=cfg.backend)
+    report = generate_set(spec, cfg.out or None, workers=cfg.workers, backend=cfg.backend, overwrite=cfg.overwrite)
     total = sum(e["bytes"] for e in report.lock["shards"])
     print(
         f"set {spec.name}: {spec.count} samples in {spec.shard_count} shards ({total / 2**20:.1f} MiB) at "

@@ -44,6 +44,7 @@ from torch import Tensor
 from blindbench.checkpoint import checkpoint_file
 from blindbench.errors import BlindbenchError, ConfigError
 from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
+from blindbench.locking import exclusive_folder
 from blindbench.options import option as _option
 from blindbench.options import select_device, toml_value
 from blindbench.paths import data_root
@@ -252,6 +253,9 @@ def _check_folder(out: Path, identity: dict[str, Any]) -> set[str]:
         raise BlindbenchError(f"--out {out} is a file, not a folder")
     done = _read_done(out / "samples.csv")
     config_path = out / "eval.toml"
+    if done and not config_path.is_file():  # rows of an unknown checkpoint: never mix this run's rows in
+        raise BlindbenchError(f"{out} holds scored rows but no eval.toml, so what scored them is unknown; choose "
+                              f"another --out or delete the folder")
     if config_path.is_file() and done:
         try:
             stored = tomllib.loads(config_path.read_text()).get("identity", {})
@@ -378,9 +382,6 @@ def _save_images(out: Path, batch: dict, restored: Tensor, logits: Tensor | None
 
 def run_eval(cfg: EvalConfig) -> EvalReport:
     """Score ``cfg.model`` on ``cfg.set``; returns the folder, counts, speed and the means of this run's rows."""
-    from tqdm import tqdm
-
-    from blindbench.iqa import IqaMetrics
     from blindbench.loader import shard_urls
     from blindbench.paths import set_dir
     from blindbench.sets import load_set
@@ -404,6 +405,18 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     device = select_device(cfg.device)
     identity = _identity(cfg, spec.name, checkpoint_sha, _lock_digest(spec, folder, cfg.verify), device.type)
     out = Path(cfg.out) if cfg.out else default_out(cfg, spec.name)
+    if out.exists() and not out.is_dir():
+        raise BlindbenchError(f"--out {out} is a file, not a folder")
+    with exclusive_folder(out, "eval"):  # a second eval into the same folder: one line, not a torn CSV
+        return _run_eval_locked(cfg, spec, folder, urls, checkpoint_sha, device, identity, out)
+
+
+def _run_eval_locked(cfg: EvalConfig, spec, folder: Path, urls: list[str], checkpoint_sha: str, device, identity,
+                     out: Path) -> EvalReport:
+    from tqdm import tqdm
+
+    from blindbench.iqa import IqaMetrics
+
     done = _check_folder(out, identity)
     # everything that can fail while setting up happens before the folder is claimed
     predict = _predictor(cfg, device)

@@ -63,6 +63,7 @@ from torch import Tensor, nn
 from blindbench.checkpoint import load_model_from_checkpoint, unwrap
 from blindbench.errors import BlindbenchError, ConfigError, ImageReadError
 from blindbench.imageio import IMAGE_SUFFIXES, atomic_write_bytes, list_images, read_image_rgba
+from blindbench.locking import exclusive_folder
 from blindbench.options import DEVICES, select_device, toml_value
 from blindbench.options import option as _option
 
@@ -671,6 +672,11 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
     if mask_root is not None and not mask_root.exists():
         raise BlindbenchError(f"mask not found: {mask_root}")
     masks = [None if mask_root is None else _find_mask(mask_root, item) for item in items]
+    mask_files = {m.resolve() for m in masks if m is not None}
+    for item in items:  # no output may replace a mask the run reads (e.g. --mask DIR -o DIR with DIR/<name>.png)
+        for target in output_paths(out, item.name):
+            if target.resolve() in mask_files:
+                raise BlindbenchError(f"output {target} would overwrite a mask file: choose another --out")
     device = select_device(cfg.device)
     if cfg.pretrained:
         from blindbench.zoo import load_pretrained, read_card
@@ -680,6 +686,13 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
                                                                            "preset": card["preset"]}
     else:
         model, meta = load_model_from_checkpoint(cfg.checkpoint, cfg.model, map_location=device)
+
+    with exclusive_folder(out, "inpaint"):
+        return _inpaint_items(cfg, items, masks, model, meta, device, out)
+
+
+def _inpaint_items(cfg: InpaintConfig, items: list, masks: list, model: nn.Module, meta: dict, device,
+                   out: Path) -> list[Path]:
     from tqdm.auto import tqdm
 
     bar = tqdm(items, desc="inpaint", unit="image", disable=not cfg.progress or len(items) < 2, dynamic_ncols=True)

@@ -21,7 +21,9 @@ clean and which fill, the count, size, recipes and seed. Example (``manifests/ph
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -115,6 +117,14 @@ class SetSpec:
 
     def shard_name(self, shard: int) -> str:
         return f"{self.name}-{shard:06d}.tar"
+
+
+def content_digest(spec: SetSpec) -> str:
+    """sha256 of everything in ``spec`` that decides the shards' bytes (not the description, comments or path)."""
+    fields = dataclasses.asdict(spec)
+    for key in ("description", "sha256", "path"):
+        fields.pop(key)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _expand(value: str) -> str:

@@ -13,6 +13,7 @@ rewrites the rest. ``<set>.lock.json`` lists every shard's sha256 and count plus
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -32,10 +33,15 @@ from blindbench.corpus import Corpus, CropPool, build_corpus, build_embedded_cor
 from blindbench.corruption import PATTERNS_WITH_IMAGE_FILL, Corruption, apply, sample_params
 from blindbench.errors import BlindbenchError, ShardError
 from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
+from blindbench.locking import exclusive_folder
 from blindbench.paths import corpus_dir, manifests_dir, set_dir
-from blindbench.sets import SetSpec
+from blindbench.sets import SetSpec, content_digest
 
 PNG_LEVEL = 1  # OpenCV's fast setting: lossless, and the generation floor measured in benchmarks/generate.py
+class StaleShardError(ShardError):
+    """An output folder holds shards generated from another version of the set."""
+
+
 MEMBERS = ("fill.png", "input.png", "json", "mask.png", "soft_mask.png", "target.png")
 
 
@@ -129,6 +135,24 @@ def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def shard_content(spec: SetSpec, corpus: Corpus) -> str:
+    """What a shard's bytes follow from: the set's content digest and the corpus arrays' sha256 (see sidecars)."""
+    arrays = {k: v["sha256"] for k, v in sorted(corpus.manifest["arrays"].items())}
+    return hashlib.sha256(json.dumps([content_digest(spec), arrays]).encode()).hexdigest()
+
+
+def _sidecar_text(digest: str, name: str, content: str) -> bytes:
+    # sha256sum-compatible (`sha256sum -c` skips the comment line), plus what the bytes were made from
+    return f"{digest}  {name}\n# set content {content}\n".encode()
+
+
+def _sidecar_content(sidecar: Path) -> str:
+    for line in sidecar.read_text(errors="replace").splitlines():
+        if line.startswith("# set content "):
+            return line.removeprefix("# set content ").strip()
+    return ""
+
+
 def write_shard(spec: SetSpec, shard: int, out_dir: Path) -> dict:
     """Generate one shard under a temporary name, then rename it; return its lock entry.
 
@@ -153,16 +177,27 @@ def write_shard(spec: SetSpec, shard: int, out_dir: Path) -> dict:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    atomic_write_bytes(final.with_name(final.name + ".sha256"), f"{digest}  {final.name}\n".encode())
+    sidecar = _sidecar_text(digest, final.name, shard_content(spec, corpus))
+    atomic_write_bytes(final.with_name(final.name + ".sha256"), sidecar)
     return {"file": final.name, "sha256": digest, "count": len(indices), "bytes": final.stat().st_size}
 
 
-def _existing_entry(spec: SetSpec, shard: int, out_dir: Path) -> dict | None:
-    """The lock entry of a complete shard from an earlier run, or None if it must be (re)written."""
+def _existing_entry(spec: SetSpec, shard: int, out_dir: Path, content: str) -> dict | None:
+    """The lock entry of a complete shard from an earlier run, or None if it must be (re)written.
+
+    Raises:
+        ShardError: the shard was made from another version of the manifest or corpus (its sidecar says so).
+    """
     final = out_dir / spec.shard_name(shard)
     sidecar = final.with_name(final.name + ".sha256")
     if not (final.is_file() and sidecar.is_file()):
         return None
+    made_from = _sidecar_content(sidecar)
+    if not made_from:  # a sidecar from before content digests: rewrite rather than trust
+        return None
+    if made_from != content:
+        raise StaleShardError(f"{final} was made from another version of set {spec.name} (its manifest or corpus "
+                              f"changed): pass --overwrite to regenerate the set, or choose another --out")
     recorded = "".join(sidecar.read_text(errors="replace").split()[:1])  # empty or damaged: rewrite the shard
     if sha256_file(final) != recorded:
         return None
@@ -214,6 +249,7 @@ def generate_set(
     workers: int = -1,
     backend: str = "loky",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> GenerateReport:
     """Write all shards of ``spec`` and its lock; complete shards from an interrupted run are kept.
 
@@ -224,6 +260,11 @@ def generate_set(
         backend: any joblib backend (``loky``, ``threading``, ``multiprocessing``, or ``dask``/``ray`` when
             installed and registered), so a cluster runs the same command.
         progress: show a progress bar.
+        overwrite: regenerate shards made from another version of the manifest or corpus (else an error).
+
+    Raises:
+        StaleShardError: ``out_dir`` holds shards of another version of the set and ``overwrite`` is False.
+        BlindbenchError: another ``generate`` holds ``out_dir``.
     """
     out_dir = Path(out_dir) if out_dir is not None else set_dir(spec.name)
     try:
@@ -240,12 +281,24 @@ def generate_set(
             f"set {spec.name} wants {spec.size}px images, corpus {corpus.name} has "
             f"{corpus.manifest['config']['crop']}px crops"
         )
+    with exclusive_folder(out_dir, "generate"):
+        return _generate_locked(spec, out_dir, corpus, workers, backend, progress, overwrite)
+
+
+def _generate_locked(spec: SetSpec, out_dir: Path, corpus: Corpus, workers: int, backend: str, progress: bool,
+                     overwrite: bool) -> GenerateReport:
     for stale in out_dir.glob(f".{spec.name}-*.partial"):  # left by a killed run
         stale.unlink()
+    content = shard_content(spec, corpus)
     entries: dict[int, dict] = {}
     todo = []
     for shard in range(spec.shard_count):
-        entry = _existing_entry(spec, shard, out_dir)
+        try:
+            entry = _existing_entry(spec, shard, out_dir, content)
+        except StaleShardError:
+            if not overwrite:
+                raise
+            entry = None
         if entry is None:
             todo.append(shard)
         else:
@@ -268,6 +321,7 @@ def generate_set(
     lock = {
         "set": spec.name,
         "manifest_sha256": spec.sha256,
+        "content_sha256": content,
         "count": spec.count,
         "samples_per_shard": spec.samples_per_shard,
         "shards": [entries[s] for s in range(spec.shard_count)],
@@ -319,6 +373,10 @@ def verify_set(
     problems = []
     if lock.get("manifest_sha256") != spec.sha256:
         problems.append(f"lock {lock_path.name} was made from a different manifest than {spec.path}")
+    if lock.get("content_sha256") and is_built(spec.corpus.name):
+        content = shard_content(spec, Corpus(corpus_dir(spec.corpus.name)))
+        if lock["content_sha256"] != content:
+            problems.append(f"lock {lock_path.name} was made from another version of the set or its corpus")
     if lock.get("count") != spec.count or len(lock.get("shards", [])) != spec.shard_count:
         problems.append(
             f"lock {lock_path.name} lists {lock.get('count')} samples in {len(lock.get('shards', []))} "

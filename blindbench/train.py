@@ -52,6 +52,7 @@ from blindbench.checkpoint import (
     weights_digest,
 )
 from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.locking import exclusive_folder
 from blindbench.options import DEVICES, select_device, toml_value
 from blindbench.options import option as _option
 from blindbench.paths import data_root
@@ -891,10 +892,10 @@ def run_train(cfg: TrainConfig) -> Path:
     try:
         trainer = Trainer(cfg, runtime, run_dir)
         position = trainer.restore(resume) if resume is not None else None
-        if runtime.main:  # no file is touched before the model, data and checkpoint are known to fit
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.toml")
-        trainer.run(position)
+        with exclusive_folder(run_dir, "train") if runtime.main else nullcontext():
+            if runtime.main:  # no file is touched before the model, data and checkpoint are known to fit
+                save_config(cfg, run_dir / "config.toml")
+            trainer.run(position)
     finally:
         if not joined_before and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # only a group this call joined

@@ -266,3 +266,20 @@ def test_a_header_only_csv_is_rewritten_with_this_runs_columns(demo_dir: Path, t
     assert run_eval(EvalConfig(model="input", out=str(out), limit=2, progress=False)).scored == 2
     lines = (out / "samples.csv").read_text().splitlines()
     assert lines[0] == ",".join(COLUMNS) and len(lines) == 3
+
+
+def test_rows_without_eval_toml_and_a_busy_folder_are_refused(demo_dir: Path, tmp_path: Path) -> None:
+    from blindbench.errors import BlindbenchError
+    from blindbench.locking import exclusive_folder
+
+    out = tmp_path / "ref"
+    run_eval(EvalConfig(model="input", set="photos-demo", limit=2, out=str(out), progress=False))
+    (out / "eval.toml").unlink()  # another checkpoint's rows may be in there: never append to them
+    before = (out / "samples.csv").read_text()
+    with pytest.raises(BlindbenchError, match="holds scored rows but no eval.toml"):
+        run_eval(EvalConfig(model="input", set="photos-demo", limit=4, out=str(out), progress=False))
+    assert (out / "samples.csv").read_text() == before
+    busy = tmp_path / "busy"
+    with exclusive_folder(busy, "eval"), pytest.raises(BlindbenchError, match="in use by another blindbench eval"):
+        run_eval(EvalConfig(model="input", set="photos-demo", limit=2, out=str(busy), progress=False))
+    assert not (busy / "samples.csv").exists()

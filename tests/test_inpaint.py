@@ -589,3 +589,16 @@ def test_composite_keeps_clean_pixels_and_raw_is_the_network_output(tiny_vcn: nn
     x = torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1
     tensor_kept, _ = inpaint(x, tiny_vcn, torch.from_numpy(known))
     assert torch.equal(tensor_kept[:, torch.from_numpy(known) == 0], x[:, torch.from_numpy(known) == 0])
+
+
+def test_outputs_never_replace_a_mask_file(echo_loader: Echo, tmp_path: Path) -> None:
+    """`inpaint photo.jpg --mask DIR -o DIR` with DIR/photo.png as the mask: refused, the mask untouched."""
+    Image.fromarray(_random_image(24, 24)).save(tmp_path / "photo.jpg")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.full((24, 24), 255, np.uint8)).save(masks / "photo.png")
+    before = (masks / "photo.png").read_bytes()
+    with pytest.raises(BlindbenchError, match=r"output .*photo\.png would overwrite a mask file"):
+        run_inpaint(InpaintConfig(inputs=(str(tmp_path / "photo.jpg"),), checkpoint="x", out=str(masks),
+                                  mask=str(masks), progress=False))  # fmt: skip
+    assert (masks / "photo.png").read_bytes() == before

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def test_killed_run_leaves_nothing_half_written(demo_spec, photos_corpus, tmp_pa
     folder = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         generate_set(demo_spec, folder, workers=1, progress=False)
-    assert sorted(p.name for p in folder.iterdir()) == [demo_spec.shard_name(0), demo_spec.shard_name(0) + ".sha256"]
+    left = sorted(p.name for p in folder.iterdir() if p.name != ".blindbench.lock")  # left unlocked by a kill
+    assert left == [demo_spec.shard_name(0), demo_spec.shard_name(0) + ".sha256"]
     monkeypatch.setattr(shards, "encode_sample", real)
     report = generate_set(demo_spec, folder, workers=1, progress=False)
     assert (report.written, report.kept) == (demo_spec.shard_count - 1, 1)
@@ -108,6 +110,47 @@ def test_malformed_lock_and_empty_sidecar(demo_dir: Path, demo_spec, tmp_path: P
     shutil.copytree(demo_dir, folder)
     sidecar = folder / f"{demo_spec.shard_name(0)}.sha256"
     sidecar.write_text("")
-    assert shards._existing_entry(demo_spec, 0, folder) is None  # rewritten, not an IndexError
+    assert shards._existing_entry(demo_spec, 0, folder, "x") is None  # rewritten, not an IndexError
     assert generate_set(demo_spec, folder, workers=1, progress=False).written == 1
     assert _hashes(folder, demo_spec) == _hashes(demo_dir, demo_spec)
+
+
+def test_shards_of_an_edited_manifest_are_refused_or_regenerated(demo_dir: Path, demo_spec, tmp_path: Path) -> None:
+    """Editing the seed and regenerating into the same folder must not keep (and re-lock) the old shards."""
+    from blindbench.shards import StaleShardError
+
+    folder = tmp_path / "edited"
+    shutil.copytree(demo_dir, folder)
+    edited = dataclasses.replace(demo_spec, seed=demo_spec.seed + 1, sha256="edited")
+    with pytest.raises(StaleShardError, match="made from another version of set photos-demo.*--overwrite"):
+        generate_set(edited, folder, workers=1, progress=False)
+    report = generate_set(edited, folder, workers=1, progress=False, overwrite=True)
+    assert (report.written, report.kept) == (demo_spec.shard_count, 0)
+    assert _hashes(folder, demo_spec) != _hashes(demo_dir, demo_spec)
+    lock = json.loads((folder / "photos-demo.lock.json").read_text())
+    assert verify_set(edited, folder, lock_path=folder / "photos-demo.lock.json").ok
+    assert lock["content_sha256"] != json.loads((demo_dir / "photos-demo.lock.json").read_text())["content_sha256"]
+    assert generate_set(demo_spec, folder, workers=1, progress=False, overwrite=True).written == demo_spec.shard_count
+    assert _hashes(folder, demo_spec) == _hashes(demo_dir, demo_spec)  # back to the committed bytes
+
+
+def test_a_second_generate_into_the_same_folder_is_refused(demo_dir: Path, demo_spec, tmp_path: Path) -> None:
+    from blindbench.errors import BlindbenchError
+    from blindbench.locking import exclusive_folder
+
+    folder = tmp_path / "busy"
+    with exclusive_folder(folder, "generate"), pytest.raises(BlindbenchError, match="in use by another blindbench"):
+        generate_set(demo_spec, folder, workers=1, progress=False)
+    assert not list(folder.glob("*.tar"))
+
+
+def test_folder_lock_is_removed_and_reusable(tmp_path: Path) -> None:
+    from blindbench.locking import LOCK_NAME, exclusive_folder
+
+    for _ in range(2):
+        with exclusive_folder(tmp_path / "f", "generate"):
+            assert (tmp_path / "f" / LOCK_NAME).read_text().strip().isdigit()
+        assert not (tmp_path / "f" / LOCK_NAME).exists()
+    (tmp_path / "f" / LOCK_NAME).write_text("999999\n")  # left by a killed run: not locked, taken over
+    with exclusive_folder(tmp_path / "f", "generate"):
+        pass
