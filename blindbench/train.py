@@ -113,6 +113,10 @@ class TrainConfig:
     max_bad_steps: int = _option(20, "stop after more than N non-finite losses in a row")
     out: str = _option("", "run folder (default <data>/runs/<model>-<stage>)")
     resume: str = _option("", "checkpoint or run folder to continue from")
+    init: str = _option("", "start from these model weights (checkpoint, run folder or zoo weights.pt) with new "
+                        "optimisers: fine-tuning, or a joint stage after a separate run")
+    max_minutes: float = _option(0.0, "stop after this many minutes of training steps, with a checkpoint (0: no "
+                                 "limit); a resume continues the plan")
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -160,6 +164,8 @@ def _validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"train option {name} must be >= 1, got {getattr(cfg, name)}")
     if not (0.0 <= cfg.beta1 < 1.0 and 0.0 <= cfg.beta2 < 1.0):
         raise ConfigError(f"Adam betas must lie in [0, 1), got ({cfg.beta1}, {cfg.beta2})")
+    if cfg.init and cfg.resume:
+        raise ConfigError("give init (new run from weights) or resume (continue a run), not both")
     for name in ("image_size", "crop_size"):
         if (side := getattr(cfg, name)) % 32:
             raise ConfigError(f"train option {name} must be a multiple of 32 (the patch critic), got {side}")
@@ -541,6 +547,25 @@ def _average_gradients(params: list[Tensor], world: int) -> None:
         offset += g.numel()
 
 
+def load_init_weights(model: nn.Module, cfg: TrainConfig) -> None:
+    """Load ``cfg.init`` (a training checkpoint, run folder or zoo weights file) into ``model``; one-line errors."""
+    path = checkpoint_file(cfg.init)
+    if not path.is_file():
+        raise BlindbenchError(f"init weights not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a damaged file
+        raise BlindbenchError(f"cannot read init weights {path} ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or "model" not in blob:
+        raise BlindbenchError(f"{path} is neither a blindbench checkpoint nor a weights file")
+    if (blob.get("model_name"), blob.get("preset")) != (cfg.model, cfg.preset):
+        raise BlindbenchError(f"init weights {path} are {blob.get('model_name')} ({blob.get('preset')}), not "
+                              f"{cfg.model} ({cfg.preset})")
+    check_weights(blob["model"], blob.get("model_sha256"), f"init weights {path}")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
+    load_weights(model, weights, f"init weights {path} do not fit model {cfg.model!r}")
+
+
 def _default_out(cfg: TrainConfig) -> Path:
     return data_root() / "runs" / f"{cfg.model}-{cfg.stage}"
 
@@ -566,7 +591,7 @@ def _resolve_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
 # weights, seed, workers) would make the continued run something else than the run it claims to be.
 RESUME_CHANGEABLE = frozenset({
     "steps_separate", "steps_joint", "val_set", "val_every", "val_batch", "val_batches", "log_every", "sample_every",
-    "checkpoint_every", "tensorboard", "progress", "max_bad_steps", "device", "out", "resume",
+    "checkpoint_every", "tensorboard", "progress", "max_bad_steps", "device", "out", "resume", "init", "max_minutes",
 })  # fmt: skip
 
 
@@ -588,7 +613,8 @@ def resume_config(resume: str, given: dict[str, Any]) -> TrainConfig:
         if value != stored[key]:
             raise ConfigError(f"cannot change {key} when resuming ({stored[key]!r} in the run, {value!r} given): "
                               f"start a new run instead")
-    return TrainConfig(**{**stored, **given, "resume": str(resume)})
+    # the weights come from the checkpoint now, not from the run's init file
+    return TrainConfig(**{**stored, **given, "resume": str(resume), "init": ""})
 
 
 class Trainer:
@@ -609,6 +635,8 @@ class Trainer:
         if cfg.val_set and cfg.val_every:
             load_set(cfg.val_set)  # a misspelt validation set fails now, not at step val_every
         self.raw_model = create_model(cfg.model, cfg.preset).to(runtime.device)
+        if cfg.init:
+            load_init_weights(self.raw_model, cfg)
         needs_critics = any(stage == "joint" for stage, _ in cfg.plan())
         self.critics = build_critics(cfg, self.image_size) if needs_critics else None
         memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
@@ -625,6 +653,7 @@ class Trainer:
         self.memory_format = memory_format
         self.step = 0  # global generator steps done
         self.finite_steps = 0  # generator steps that were not skipped, in this process
+        self.stopped_by_budget = False  # max_minutes ran out before the plan
         # one record per (re)start: steps, seconds spent in training steps, and the hardware (for the zoo's cards)
         self.sessions: list[dict[str, Any]] = []
         self.session = {"steps": [0, 0], "seconds": 0.0, **hardware()}
@@ -852,6 +881,16 @@ class Trainer:
                     logs["images_per_s"] = batch_size * rt.world / max(now - tic, 1e-9)
                     tic = now
                     self._periodic(stage, stage_step + 1, steps, logs, batch, out, logger, bar)
+                    if cfg.max_minutes and self.session["seconds"] >= 60 * cfg.max_minutes:
+                        if self.bad_in_row == 0:
+                            self.save(stage, stage_step + 1)
+                        self.stopped_by_budget = True
+                        break
+                if self.stopped_by_budget:
+                    if rt.main:
+                        print(f"stopped by max_minutes = {cfg.max_minutes:g} at step {self.step} of "
+                              f"{cfg.total_steps}; resume to continue", flush=True)
+                    break
                 done_before += steps
             if self.step > first and self.finite_steps == 0:
                 raise BlindbenchError(f"no finite training step in {self.step - first} (every loss was NaN or inf): "

@@ -359,3 +359,23 @@ def test_damaged_or_non_finite_checkpoints_are_refused(demo_dir: Path, tmp_path:
     with pytest.raises(BlindbenchError, match="hold NaN or inf"):
         load_model_from_checkpoint(tmp_path / "nan.pt")
     assert state["sessions"][0]["steps"] == [0, 1] and state["sessions"][0]["seconds"] > 0
+
+
+def test_time_budget_stops_with_a_checkpoint_and_init_starts_from_weights(demo_dir: Path, tmp_path: Path) -> None:
+    from blindbench.zoo import export_weights
+
+    budget = run_train(_tiny_run(tmp_path, "t", stage="separate", steps_separate=10_000, max_minutes=0.002,
+                                 checkpoint_every=0))  # fmt: skip
+    state = load_checkpoint(budget / "checkpoints" / "last.pt")
+    assert 1 <= state["step"] < 10_000 and state["sessions"][0]["seconds"] >= 0.12
+    export_weights(budget, tmp_path / "w.pt")
+    for source in (budget, tmp_path / "w.pt"):  # a run folder, or a weights-only file (fp16)
+        cfg = _tiny_run(tmp_path, f"j{len(str(source))}", stage="joint", steps_joint=1, init=str(source))
+        trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "x")
+        for name, value in state["model"].items():
+            expected = value.half().float() if source != budget and value.is_floating_point() else value
+            assert torch.equal(trainer.raw_model.state_dict()[name], expected)
+    with pytest.raises(BlindbenchError, match=r"are vcn \(tiny\), not gc \(tiny\)"):
+        Trainer(_tiny_run(tmp_path, "g", model="gc", init=str(budget)), setup_runtime(cfg), tmp_path / "g")
+    with pytest.raises(ConfigError, match="not both"):
+        _tiny_run(tmp_path, "b", init=str(budget), resume=str(budget))
