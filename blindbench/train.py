@@ -882,6 +882,8 @@ class Trainer:
                     tic = now
                     self._periodic(stage, stage_step + 1, steps, logs, batch, out, logger, bar)
                     if cfg.max_minutes and self.session["seconds"] >= 60 * cfg.max_minutes:
+                        if logger is not None and self.step % max(cfg.log_every, 1):  # the last step is logged
+                            logger.scalars(self.step, stage, {**logs, "bad_total": float(self.bad_total)})
                         if self.bad_in_row == 0:
                             self.save(stage, stage_step + 1)
                         self.stopped_by_budget = True
