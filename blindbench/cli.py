@@ -25,6 +25,7 @@ from blindbench.options import option as _option
 from blindbench.runtime import active_allocator
 from blindbench.study.config import StudyMakeConfig, StudyScoreConfig, StudyServeConfig
 from blindbench.tables import TablesConfig
+from blindbench.zoo import ZooPublishConfig
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,12 @@ def run_inpaint_command(cfg: InpaintConfig) -> None:
     print(f"inpainted {len(written)} image(s) into {cfg.out} (restored, .mask.png, .overlay.png)")
 
 
+def run_zoo_publish_command(cfg: ZooPublishConfig) -> None:
+    from blindbench.zoo import run_publish
+
+    print(f"zoo entry: {run_publish(cfg)}")
+
+
 def run_study_make_command(cfg: StudyMakeConfig) -> None:
     from blindbench.study import run_study_make
 
@@ -294,6 +301,7 @@ COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
     ("tables",): (TablesConfig, run_tables_command),
     ("compare",): (CompareConfig, run_compare_command),
     ("inpaint",): (InpaintConfig, run_inpaint_command),
+    ("zoo", "publish"): (ZooPublishConfig, run_zoo_publish_command),
     ("study", "make"): (StudyMakeConfig, run_study_make_command),
     ("study", "serve"): (StudyServeConfig, run_study_serve_command),
     ("study", "score"): (StudyScoreConfig, run_study_score_command),

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from torch import nn
 from blindbench.checkpoint import check_weights, load_checkpoint, weights_digest
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes, sha256_file
+from blindbench.options import option as _option
 
 WEIGHTS_FORMAT = "blindbench-weights-1"
 CARD_FORMAT = 1
@@ -212,3 +214,39 @@ def card_markdown(card: dict[str, Any]) -> str:
                      (("bce", 3), ("psnr", 2), ("ssim", 4), ("psnr_composite", 2), ("ssim_composite", 4))]
             lines.append(f"| {group} | {g['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ZooPublishConfig:
+    """Publish a finished (or, with --unfinished, a resumable) training run as a zoo entry, scored on photos-demo."""
+
+    run: str = _option("", "training run folder (checkpoints/last.pt, metrics.csv)")
+    name: str = _option("photos", "zoo name (zoo/<name>/<model>/)")
+    set: str = _option("photos-demo", "benchmark set scored on the card")
+    unfinished: bool = _option(False, "publish a run that has not reached its planned steps (keeps resume.pt)")
+
+
+def run_publish(cfg: ZooPublishConfig) -> Path:
+    """Score the run's weights on ``cfg.set`` (as they ship: fp16), draw the loss curve, write the entry."""
+    from blindbench.evaluate import EvalConfig, run_eval
+    from blindbench.figures import loss_curve
+    from blindbench.paths import data_root
+
+    if not cfg.run:
+        raise BlindbenchError("give the training run folder with --run")
+    run = Path(cfg.run)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    planned = state["config"]["steps_separate"] * (state["config"]["stage"] != "joint") + state["config"][
+        "steps_joint"] * (state["config"]["stage"] != "separate")
+    finished = state["step"] >= planned
+    if not finished and not cfg.unfinished:
+        raise BlindbenchError(f"{run} stopped at step {state['step']} of {planned}: finish it (train --resume) or "
+                              f"pass --unfinished")
+    model = state["model_name"]
+    loss_curve(run / "metrics.csv", run / "loss-curve.png", title=f"zoo/{cfg.name}/{model} ({state['preset']})")
+    folder = publish(run, cfg.name, finished=finished)  # weights first: the eval scores the shipped fp16 file
+    out = data_root() / "evals" / f"zoo-{cfg.name}-{model}-{read_card(cfg.name, model)['weights_sha256'][:12]}"
+    run_eval(EvalConfig(model=model, pretrained=cfg.name, set=cfg.set, out=str(out), progress=False))
+    publish(run, cfg.name, {cfg.set: out}, finished=finished)
+    print(card_markdown(read_card(cfg.name, model)))
+    return folder
