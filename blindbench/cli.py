@@ -28,6 +28,11 @@ from blindbench.tables import TablesConfig
 from blindbench.zoo import ZooPublishConfig
 
 
+def _check_workers(workers: int) -> None:
+    if workers == 0 or workers < -1 or workers > 1024:
+        raise BlindbenchError(f"--workers must be -1 (all cores) or in [1, 1024], got {workers}")
+
+
 @dataclass(frozen=True)
 class CorpusBuildConfig:
     """Build a corpus: the embedded ``photos`` one, or one from your own folders (FFHQ, Places2, ...)."""
@@ -46,6 +51,9 @@ class CorpusBuildConfig:
     workers: int = _option(-1, "parallel workers (-1: all cores)")
     update_manifest: bool = _option(False, "rewrite manifests/photos.corpus.json instead of checking against it")
 
+    def __post_init__(self) -> None:
+        _check_workers(self.workers)
+
 
 @dataclass(frozen=True)
 class GenerateConfig:
@@ -54,8 +62,11 @@ class GenerateConfig:
     set: str = _option("photos-demo", "set name (manifests/<name>.toml) or a path to a .toml manifest")
     out: str = _option("", "output folder (default <data>/sets/<name>)")
     workers: int = _option(-1, "parallel workers (-1: all cores); the bytes do not depend on it")
-    backend: str = _option("loky", "joblib backend: loky, threading, multiprocessing, or dask/ray when installed")
+    backend: str = _option("loky", "joblib backend", choices=("loky", "threading", "multiprocessing"))
     overwrite: bool = _option(False, "regenerate shards made from another version of the manifest (else an error)")
+
+    def __post_init__(self) -> None:
+        _check_workers(self.workers)
 
 
 @dataclass(frozen=True)
@@ -78,13 +89,21 @@ class SheetConfig:
     png: str = _option("", "output PNG (default <shards folder>/<name>-contact-sheet.png)")
     per_pattern: int = _option(1, "samples shown per pattern")
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.per_pattern <= 64:
+            raise BlindbenchError(f"--per-pattern must be in [1, 64], got {self.per_pattern}")
+
 
 @dataclass(frozen=True)
 class ModelsConfig:
     """List the registered models: parameters, the paper's count, GMACs per image."""
 
     preset: str = _option("paper", "paper or tiny", choices=("paper", "tiny"))
-    size: int = _option(256, "image side for the GMAC count")
+    size: int = _option(256, "image side for the GMAC count (a multiple of 128, every model's size multiple)")
+
+    def __post_init__(self) -> None:
+        if self.size % 128 or not 128 <= self.size <= 4096:
+            raise BlindbenchError(f"--size must be a multiple of 128 in [128, 4096], got {self.size}")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config: type, only_given: bool = False) -> None:
@@ -334,12 +353,20 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``blindbench CMD: error: ...``, exit 2), like every other error here."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else 'bad arguments'} "
+                     f"(see {self.prog} --help)\n")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="blindbench", description="Blind image inpainting toolkit (VCN and baselines)."
     )
     parser.add_argument("--version", action=_VersionAction)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     groups: dict[str, argparse._SubParsersAction] = {}
     for words, (config, _) in COMMANDS.items():
         doc = (config.__doc__ or "").strip().splitlines()[0]
@@ -348,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             if words[0] not in groups:
                 group = sub.add_parser(words[0], help=f"{words[0]} commands")
-                groups[words[0]] = group.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+                groups[words[0]] = group.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND",
+                                                        parser_class=_Parser)
             target = groups[words[0]].add_parser(words[1], help=doc, description=doc)
         add_config_arguments(target, config)
         target.set_defaults(_words=words)
@@ -379,6 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a path we were given cannot be written or read (a folder, no space, no rights)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"blindbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("blindbench: error: out of memory (a smaller --batch, --tile or input image needs less)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("blindbench: interrupted", file=sys.stderr)

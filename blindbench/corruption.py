@@ -26,6 +26,8 @@ arguments, so the JSON parameters stored with a sample replay it exactly.
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -45,6 +47,21 @@ PATTERN_DEFAULT_MASK = {
     "graffiti": "graffiti",
 }
 PATTERNS_WITH_IMAGE_FILL = frozenset({"real", "paste"})
+
+
+# Every number in mask_options (counts, pixel sizes, angles, fractions) must lie in this range: a bound that
+# keeps one mask's work and memory small whatever a manifest says (parts = 20000000 once took 19 GB).
+OPTION_LIMIT = 1024
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _check_option(key: str, value: Any) -> None:
+    values = value if isinstance(value, list | tuple) else [value]
+    for v in values:
+        if isinstance(v, (bool, str)):
+            continue
+        if isinstance(v, int | float) and (not math.isfinite(v) or abs(v) > OPTION_LIMIT):
+            raise ConfigError(f"mask option {key} = {value!r} is outside [-{OPTION_LIMIT}, {OPTION_LIMIT}]")
 
 
 def _unknown(kind: str, value: Any, known: Any) -> ConfigError:
@@ -83,6 +100,8 @@ class Recipe:
         generator = get_mask_generator(self.mask)  # unknown names fail here, at load time
         if not isinstance(self.mask_options, Mapping):
             raise ConfigError(f"mask_options must be a table of options, got {self.mask_options!r}")
+        for key, value in self.mask_options.items():
+            _check_option(key, value)
         for key in ("soft_probability", "weight"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -93,11 +112,13 @@ class Recipe:
             raise ConfigError(f"bad mask_options for mask generator {self.mask!r}: {exc}") from None
         if not 0.0 <= self.soft_probability <= 1.0:
             raise ConfigError(f"soft_probability must be in [0, 1], got {self.soft_probability}")
-        if not self.weight > 0:
-            raise ConfigError(f"recipe weight must be positive, got {self.weight}")
+        if not (self.weight > 0 and math.isfinite(self.weight)):
+            raise ConfigError(f"recipe weight must be a positive finite number, got {self.weight}")
         if not self.name:
             name = self.pattern if self.mask == default_mask else f"{self.pattern}-{self.mask}"
             object.__setattr__(self, "name", name)
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise ConfigError(f"recipe name must be letters, digits, '-' or '_' (at most 64), got {self.name!r}")
         object.__setattr__(self, "mask_options", dict(self.mask_options))
 
     @classmethod

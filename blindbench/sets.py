@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -140,12 +141,17 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
             raise _unknown(f"key in {where}", key, allowed)
 
 
+# Documented ranges of a manifest's numbers: far beyond any benchmark, and small enough that a typo fails at load
+# instead of running out of memory or time (count = 10**12 once hung generate).
+LIMITS = {"seed": 2**63 - 1, "count": 10_000_000, "size": 4096, "samples_per_shard": 100_000}
+
+
 def _int(table: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int:
     value = table.get(key, default)
     if value is None:
         raise ConfigError(f"set manifest needs {key!r}")
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{key} must be an integer ≥ {minimum}, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= LIMITS[key]:
+        raise ConfigError(f"{key} must be an integer in [{minimum}, {LIMITS[key]}], got {value!r}")
     return value
 
 
@@ -153,8 +159,8 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
     """Validate a parsed manifest; every unknown key or bad value is a one-line `ConfigError`."""
     _check_keys(data, _TOP_KEYS, "set manifest")
     name = data.get("name")
-    if not isinstance(name, str) or not name or "." in name or "/" in name:
-        raise ConfigError(f"set name must be a non-empty string without dots or slashes, got {name!r}")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ConfigError(f"set name must be 1-64 letters, digits, '-' or '_', got {name!r}")
     corpus_table = data.get("corpus", {})
     _check_keys(corpus_table, _CORPUS_KEYS, "[corpus]")
     if "name" not in corpus_table:

@@ -140,6 +140,15 @@ class TrainConfig:
         return sum(n for _, n in self.plan())
 
 
+# Upper bounds far beyond any real run, so that a typo is a one-line error rather than an out-of-memory crash.
+TRAIN_LIMITS = {
+    "steps_separate": 10**9, "steps_joint": 10**9, "batch_separate": 4096, "batch_joint": 4096, "val_batch": 4096,
+    "val_batches": 10**6, "image_size": 4096, "crop_size": 4096, "critic_steps": 100, "critic_width": 1024,
+    "workers": 256, "shuffle_buffer": 10**6, "val_every": 10**9, "log_every": 10**9, "sample_every": 10**9,
+    "checkpoint_every": 10**9, "max_bad_steps": 10**6, "max_minutes": 10**7,
+}  # fmt: skip
+
+
 def _validate(cfg: TrainConfig) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(cfg):
@@ -157,8 +166,13 @@ def _validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"train option {f.name}: {value!r} is not one of {', '.join(choices)}")
         if kind is float and not math.isfinite(value):
             raise ConfigError(f"train option {f.name} must be a finite number, got {value!r}")
+        if f.name == "seed" and not 0 <= value < 2**31:
+            raise ConfigError(f"train option seed must be in [0, 2**31), got {value!r}")
         if kind in (int, float) and f.name != "seed" and value < 0:
             raise ConfigError(f"train option {f.name} must be >= 0, got {value!r}")
+    for name, top in TRAIN_LIMITS.items():
+        if getattr(cfg, name) > top:
+            raise ConfigError(f"train option {name} must be <= {top}, got {getattr(cfg, name)}")
     for name in ("batch_separate", "batch_joint", "val_batch"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"train option {name} must be >= 1, got {getattr(cfg, name)}")

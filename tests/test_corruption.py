@@ -91,3 +91,29 @@ def test_bad_recipes_are_one_line_errors() -> None:
         Recipe("real", soft_probability=2.0)
     with pytest.raises(ConfigError, match="needs fill images"):
         sample_params(np.random.default_rng(0), Recipe("paste"), 64, fill_count=0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"count": 10**12}, r"count must be an integer in \[1, 10000000\]"),
+        ({"seed": 2**70}, r"seed must be an integer in \[0, "),
+        ({"size": 10**6}, r"size must be an integer in \[16, 4096\]"),
+        ({"name": "bad\x00name"}, "set name must be 1-64 letters"),
+        ({"recipes": [{"pattern": "real", "mask_options": {"parts": 20_000_000}}]}, r"parts = 20000000 is outside"),
+        ({"recipes": [{"pattern": "real", "weight": float("inf")}]}, "weight must be a positive finite number"),
+        ({"recipes": [{"pattern": "real", "mask_options": {"max_width": float("nan")}}]}, "max_width = nan"),
+        ({"recipes": [{"pattern": "real", "name": "a/b"}]}, "recipe name must be letters"),
+        ({"recipes": [{"pattern": "real", "mask": "deepfill", "mask_options": {"width_range": [12, 40000]}}]},
+         r"width_range = \[12, 40000\] is outside"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_manifest_values_are_bounded(change: dict, message: str) -> None:
+    """Huge or non-finite manifest values fail at load in one line, not as a 19 GB process or a hang."""
+    from blindbench.sets import parse_set
+
+    base = {"name": "s", "seed": 1, "count": 4, "corpus": {"name": "photos"}, "recipes": [{"pattern": "real"}]}
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_set({**base, **change})
+    assert "\n" not in str(info.value)
