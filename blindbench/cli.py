@@ -20,6 +20,7 @@ from blindbench.compare import CompareConfig
 from blindbench.demo import DemoConfig, run_demo
 from blindbench.errors import BlindbenchError
 from blindbench.evaluate import EvalConfig
+from blindbench.export import ExportConfig
 from blindbench.inpainting import InpaintConfig
 from blindbench.options import option as _option
 from blindbench.runtime import active_allocator
@@ -271,6 +272,12 @@ def run_inpaint_command(cfg: InpaintConfig) -> None:
     print(f"inpainted {len(written)} image(s) into {cfg.out} (restored, .mask.png, .overlay.png)")
 
 
+def run_export_command(cfg: ExportConfig) -> None:
+    from blindbench.export import run_export
+
+    run_export(cfg)
+
+
 def run_zoo_publish_command(cfg: ZooPublishConfig) -> None:
     from blindbench.zoo import run_publish
 
@@ -320,6 +327,7 @@ COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
     ("tables",): (TablesConfig, run_tables_command),
     ("compare",): (CompareConfig, run_compare_command),
     ("inpaint",): (InpaintConfig, run_inpaint_command),
+    ("export",): (ExportConfig, run_export_command),
     ("zoo", "publish"): (ZooPublishConfig, run_zoo_publish_command),
     ("study", "make"): (StudyMakeConfig, run_study_make_command),
     ("study", "serve"): (StudyServeConfig, run_study_serve_command),

@@ -67,6 +67,9 @@ class EvalConfig:
     model: str = _option("vcn", "registered model name, or a reference method: input, oracle-telea")
     checkpoint: str = _option("", "checkpoint file or run folder (a model needs this or --pretrained)")
     pretrained: str = _option("", "zoo weights trained by blindbench, e.g. photos (zoo/photos/<model>/)")
+    predictions: str = _option("", "score a folder of restored images KEY.png (+ optional predicted masks "
+                               "KEY.mask.png) made by any method; needs --label")
+    allow_missing: bool = _option(False, "with --predictions: score the keys that have a file, report the rest")
     set: str = _option("photos-demo", "set name or manifest path")
     shards: str = _option("", "folder holding the set's shards (default <data>/sets/<name>)")
     out: str = _option("", "eval folder (default <data>/evals/<label>-<set>)")
@@ -87,14 +90,28 @@ class EvalConfig:
 
     @property
     def is_reference(self) -> bool:
-        return self.model in REFERENCE_METHODS
+        return self.model in REFERENCE_METHODS or bool(self.predictions)
+
+    @property
+    def model_name(self) -> str:
+        """The CSV's model column: ``predictions`` for a folder of files, else the model."""
+        return "predictions" if self.predictions else self.model
 
 
 def validate_config(cfg: EvalConfig) -> None:
     """One-line errors for inconsistent options (before any data is touched)."""
     from blindbench.models import get_entry
 
-    if not cfg.is_reference:
+    if cfg.predictions:
+        if cfg.checkpoint or cfg.pretrained:
+            raise ConfigError("--predictions scores files: it takes no --checkpoint or --pretrained")
+        if not cfg.label:
+            raise ConfigError("--predictions needs --label NAME, the method's name in the CSV and the tables")
+        if not Path(cfg.predictions).is_dir():
+            raise ConfigError(f"predictions folder not found: {cfg.predictions}")
+    elif cfg.allow_missing:
+        raise ConfigError("--allow-missing applies to --predictions only")
+    elif not cfg.is_reference:
         get_entry(cfg.model)  # unknown name: one line with a suggestion
         if bool(cfg.checkpoint) == bool(cfg.pretrained):
             raise ConfigError(f"eval of model {cfg.model!r} needs --checkpoint (a training checkpoint or run folder) "
@@ -206,7 +223,7 @@ def _identity(cfg: EvalConfig, set_name: str, checkpoint_sha: str, lock_sha: str
     """
     precision = "bf16" if cfg.amp and device == "cuda" else "fp32"
     return {
-        "method": cfg.method, "model": cfg.model, "checkpoint_sha256": checkpoint_sha, "set": set_name,
+        "method": cfg.method, "model": cfg.model_name, "checkpoint_sha256": checkpoint_sha, "set": set_name,
         "set_lock_sha256": lock_sha, "iqa": cfg.iqa, "save_images": cfg.save_images, "precision": precision,
     }  # fmt: skip
 
@@ -306,8 +323,66 @@ class EvalReport:
         return self.scored / self.seconds if self.seconds > 0 else float("nan")
 
 
+def prediction_files(folder: Path, keys: list[str]) -> tuple[dict[str, Path], dict[str, Path], list[str]]:
+    """(images, masks, missing keys) of a predictions folder; a file that names no key is a one-line error."""
+    images = {p.name.removesuffix(".png"): p for p in folder.glob("*.png") if not p.name.endswith(".mask.png")}
+    masks = {p.name.removesuffix(".mask.png"): p for p in folder.glob("*.mask.png")}
+    wanted = set(keys)
+    others = sorted(p.name for p in folder.iterdir() if p.is_file() and not (
+        p.name.removesuffix(".mask.png") in wanted and p.name.endswith(".mask.png")
+        or p.name.removesuffix(".png") in wanted and p.name.endswith(".png")))  # fmt: skip
+    if others:
+        raise BlindbenchError(f"{folder}: {others[0]} names no sample of the set (expected KEY.png and optional "
+                              f"KEY.mask.png{f'; {len(others) - 1} more' if len(others) > 1 else ''})")
+    if masks and set(masks) != set(images):
+        key = sorted(set(images) ^ set(masks))[0]
+        raise BlindbenchError(f"{folder}: give a predicted mask for every image or for none ({key} differs)")
+    return images, masks, [k for k in keys if k not in images]
+
+
+def predictions_digest(images: dict[str, Path], masks: dict[str, Path]) -> str:
+    """The identity of a predictions folder: sha256 over every file's name and bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted([*images.values(), *masks.values()], key=lambda p: p.name):
+        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _read_prediction(path: Path, key: str, shape: tuple[int, int], grey: bool) -> np.ndarray:
+    from blindbench.imageio import read_image
+
+    try:
+        array = read_image(path)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure names the key
+        raise BlindbenchError(f"prediction of {key}: cannot read {path} ({str(exc).splitlines()[0]})") from None
+    if array.shape[:2] != shape:
+        raise BlindbenchError(f"prediction of {key}: {path} is {array.shape[1]}x{array.shape[0]}, the sample is "
+                              f"{shape[1]}x{shape[0]}")  # fmt: skip
+    if grey:
+        return array.max(axis=2) if array.ndim == 3 else array
+    return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+
+
+def _files_predictor(images: dict[str, Path], masks: dict[str, Path]) -> Callable[[dict], tuple]:
+    def predict(batch: dict) -> tuple[Tensor, Tensor | None]:
+        shape = tuple(batch["target"].shape[-2:])
+        restored = torch.stack([torch.from_numpy(_read_prediction(images[k], k, shape, False).astype(np.float32))
+                                .permute(2, 0, 1) / 127.5 - 1.0 for k in batch["key"]])  # fmt: skip
+        if not masks:
+            return restored, None
+        prob = torch.stack([torch.from_numpy(_read_prediction(masks[k], k, shape, True).astype(np.float64))[None]
+                            / 255.0 for k in batch["key"]]).clamp(1e-7, 1 - 1e-7)  # fmt: skip
+        return restored, torch.logit(prob).float()
+
+    return predict
+
+
 def _predictor(cfg: EvalConfig, device: torch.device) -> Callable[[dict], tuple[Tensor, Tensor | None]]:
     """A function batch → (restored image, mask logits or None) for the configured method."""
+    if cfg.predictions:
+        raise AssertionError("prediction folders are read by _files_predictor")
     if cfg.model == "input":
         return lambda batch: (batch["input"], None)
     if cfg.model == "oracle-telea":
@@ -391,7 +466,22 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     folder = Path(cfg.shards) if cfg.shards else set_dir(spec.name)
     urls = shard_urls(spec, folder)
     checkpoint_sha = ""
-    if cfg.pretrained:
+    skip: set[str] = set()
+    files = None
+    if cfg.predictions:
+        from blindbench.shards import sample_key
+
+        keys = [sample_key(spec, i) for i in range(min(spec.count, cfg.limit) if cfg.limit else spec.count)]
+        images, masks, missing = prediction_files(Path(cfg.predictions), keys)
+        if missing and not cfg.allow_missing:
+            raise BlindbenchError(f"{cfg.predictions}: no prediction for {missing[0]}"
+                                  f"{f' and {len(missing) - 1} more keys' if len(missing) > 1 else ''} "
+                                  f"(--allow-missing scores the rest)")  # fmt: skip
+        if missing:
+            print(f"eval {cfg.method}: {len(missing)} of {len(keys)} keys have no prediction and are not scored")
+        skip, files = set(missing), (images, masks)
+        checkpoint_sha = "predictions:" + predictions_digest(images, masks)
+    elif cfg.pretrained:
         from blindbench.zoo import entry_dir, read_card
 
         checkpoint_sha = read_card(cfg.pretrained, cfg.model)["weights_sha256"]
@@ -408,21 +498,21 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
     if out.exists() and not out.is_dir():
         raise BlindbenchError(f"--out {out} is a file, not a folder")
     with exclusive_folder(out, "eval"):  # a second eval into the same folder: one line, not a torn CSV
-        return _run_eval_locked(cfg, spec, folder, urls, checkpoint_sha, device, identity, out)
+        return _run_eval_locked(cfg, spec, folder, urls, checkpoint_sha, device, identity, out, skip, files)
 
 
 def _run_eval_locked(cfg: EvalConfig, spec, folder: Path, urls: list[str], checkpoint_sha: str, device, identity,
-                     out: Path) -> EvalReport:
+                     out: Path, skip: set[str], files: tuple | None) -> EvalReport:
     from tqdm import tqdm
 
     from blindbench.iqa import IqaMetrics
 
     done = _check_folder(out, identity)
     # everything that can fail while setting up happens before the folder is claimed
-    predict = _predictor(cfg, device)
+    predict = _files_predictor(*files) if files is not None else _predictor(cfg, device)
     iqa = IqaMetrics(cfg.iqa, cfg.iqa_weights, device)
     atomic_write_bytes(out / "eval.toml", _toml_text(cfg, identity).encode())
-    total = min(spec.count, cfg.limit) if cfg.limit else spec.count
+    total = (min(spec.count, cfg.limit) if cfg.limit else spec.count) - len(skip)
     csv_path = out / "samples.csv"
     new_file = not done  # no scored row yet: (re)write the header, which may name other --iqa columns
     columns = COLUMNS + tuple(iqa.per_sample_names)
@@ -438,7 +528,7 @@ def _run_eval_locked(cfg: EvalConfig, spec, folder: Path, urls: list[str], check
         writer = csv.writer(handle, lineterminator="\n")
         if new_file:
             writer.writerow(columns)
-        for batch in _batches(cfg, urls, done):
+        for batch in _batches(cfg, urls, done | skip):
             restored, logits = predict(batch)
             values = score_batch(restored, batch["target"], batch["mask"], logits, batch["input"])
             values |= iqa.per_sample(restored, batch["target"])
@@ -446,8 +536,8 @@ def _run_eval_locked(cfg: EvalConfig, spec, folder: Path, urls: list[str], check
                 _save_images(out, batch, restored, logits)
             for i, key in enumerate(batch["key"]):
                 row = {
-                    "method": cfg.method, "model": cfg.model, "set": spec.name,
-                    "checkpoint": f"zoo:{cfg.pretrained}" if cfg.pretrained else cfg.checkpoint,
+                    "method": cfg.method, "model": cfg.model_name, "set": spec.name,
+                    "checkpoint": f"zoo:{cfg.pretrained}" if cfg.pretrained else cfg.checkpoint or cfg.predictions,
                     "key": key, "pattern": batch["pattern"][i],
                 } | {name: float(v[i]) for name, v in values.items()}  # fmt: skip
                 writer.writerow([format_value(row.get(c)) for c in columns])
