@@ -114,13 +114,20 @@ def _demo_train(cfg: DemoConfig) -> Path:
     return run_dir
 
 
-def _stale(folder: Path, weights_sha256: str) -> bool:
-    """An eval folder scored other weights than the zoo's current ones (the demo's own data: rescored)."""
+def _stale(folder: Path, weights_sha256: str | None) -> bool:
+    """An eval folder of the demo's own that must be rescored: other weights than the zoo's current ones, or
+    written by an older blindbench (other CSV columns)."""
+    from blindbench.evaluate import COLUMNS
+
     try:
         identity = tomllib.loads((folder / "eval.toml").read_text())["identity"]
+        with (folder / "samples.csv").open() as handle:
+            header = handle.readline().strip()
     except (OSError, tomllib.TOMLDecodeError, KeyError):
         return folder.exists()
-    return identity.get("checkpoint_sha256") != weights_sha256
+    if header != ",".join(COLUMNS):
+        return True
+    return weights_sha256 is not None and identity.get("checkpoint_sha256") != weights_sha256
 
 
 def _demo_eval(cfg: DemoConfig) -> Path:
@@ -138,7 +145,7 @@ def _demo_eval(cfg: DemoConfig) -> Path:
                   f"`blindbench train --config zoo/{cfg.zoo}/{model}/train.toml`)")  # fmt: skip
     for model, zoo in jobs:
         folder = runs / model
-        if zoo and _stale(folder, read_card(zoo, model)["weights_sha256"]):
+        if _stale(folder, read_card(zoo, model)["weights_sha256"] if zoo else None):
             shutil.rmtree(folder)
         eval_cfg = EvalConfig(model=model, pretrained=zoo, set=cfg.set, out=str(folder),
                               save_images=model != "input")  # fmt: skip

@@ -48,6 +48,7 @@ from blindbench.locking import exclusive_folder
 from blindbench.options import option as _option
 from blindbench.options import select_device, toml_value
 from blindbench.paths import data_root
+from blindbench.plugins import is_external, load_external
 from blindbench.shards import find_lock
 
 REFERENCE_METHODS = ("input", "oracle-telea")
@@ -70,6 +71,8 @@ class EvalConfig:
     predictions: str = _option("", "score a folder of restored images KEY.png (+ optional predicted masks "
                                "KEY.mask.png) made by any method; needs --label")
     allow_missing: bool = _option(False, "with --predictions: score the keys that have a file, report the rest")
+    mask_source: str = _option("predicted", "predicted (blind) or true: feed the set's true mask to the inpainting "
+                               "net (non-blind; no mask columns)", choices=("predicted", "true"))
     set: str = _option("photos-demo", "set name or manifest path")
     shards: str = _option("", "folder holding the set's shards (default <data>/sets/<name>)")
     out: str = _option("", "eval folder (default <data>/evals/<label>-<set>)")
@@ -86,7 +89,10 @@ class EvalConfig:
 
     @property
     def method(self) -> str:
-        return self.label or self.model
+        if self.label:
+            return self.label
+        name = Path(self.model).stem if self.model.endswith((".pt", ".ts", ".pt2")) else self.model.replace(":", ".")
+        return f"{name}-true-mask" if self.mask_source == "true" else name
 
     @property
     def is_reference(self) -> bool:
@@ -111,6 +117,11 @@ def validate_config(cfg: EvalConfig) -> None:
             raise ConfigError(f"predictions folder not found: {cfg.predictions}")
     elif cfg.allow_missing:
         raise ConfigError("--allow-missing applies to --predictions only")
+    elif cfg.mask_source == "true" and cfg.is_reference:
+        raise ConfigError(f"--mask-source true needs a model; {cfg.model!r} is a reference method")
+    elif is_external(cfg.model):
+        if cfg.pretrained:
+            raise ConfigError("--pretrained names zoo weights of registered models only")
     elif not cfg.is_reference:
         get_entry(cfg.model)  # unknown name: one line with a suggestion
         if bool(cfg.checkpoint) == bool(cfg.pretrained):
@@ -223,7 +234,8 @@ def _identity(cfg: EvalConfig, set_name: str, checkpoint_sha: str, lock_sha: str
     """
     precision = "bf16" if cfg.amp and device == "cuda" else "fp32"
     return {
-        "method": cfg.method, "model": cfg.model_name, "checkpoint_sha256": checkpoint_sha, "set": set_name,
+        "method": cfg.method, "model": cfg.model_name, "mask_source": cfg.mask_source,
+        "checkpoint_sha256": checkpoint_sha, "set": set_name,
         "set_lock_sha256": lock_sha, "iqa": cfg.iqa, "save_images": cfg.save_images, "precision": precision,
     }  # fmt: skip
 
@@ -276,6 +288,7 @@ def _check_folder(out: Path, identity: dict[str, Any]) -> set[str]:
     if config_path.is_file() and done:
         try:
             stored = tomllib.loads(config_path.read_text()).get("identity", {})
+            stored.setdefault("mask_source", "predicted")  # folders scored before non-blind eval existed
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise BlindbenchError(f"cannot read {config_path}: {exc}") from None
         if stored != identity:
@@ -388,7 +401,9 @@ def _predictor(cfg: EvalConfig, device: torch.device) -> Callable[[dict], tuple[
     if cfg.model == "oracle-telea":
         return lambda batch: (telea_inpaint(batch["input"], batch["soft_mask"]), None)
 
-    if cfg.pretrained:
+    if is_external(cfg.model):
+        model = load_external(cfg.model, cfg.checkpoint, map_location=device)
+    elif cfg.pretrained:
         from blindbench.zoo import load_pretrained
 
         model = load_pretrained(cfg.model, cfg.pretrained, map_location=device)
@@ -404,9 +419,10 @@ def _predictor(cfg: EvalConfig, device: torch.device) -> Callable[[dict], tuple[
 
     @torch.inference_mode()
     def predict(batch: dict) -> tuple[Tensor, Tensor | None]:
+        guide = batch["mask"].to(device) if cfg.mask_source == "true" else None  # non-blind: the true mask
         with amp:
-            out = model(batch["input"].to(device, non_blocking=True))
-        logits = None if out.mask_logits is None else out.mask_logits.float().cpu()
+            out = model(batch["input"].to(device, non_blocking=True), mask=guide)
+        logits = None if out.mask_logits is None or guide is not None else out.mask_logits.float().cpu()
         return out.image.float().cpu(), logits
 
     return predict
@@ -487,6 +503,9 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
         checkpoint_sha = read_card(cfg.pretrained, cfg.model)["weights_sha256"]
         if not (entry_dir(cfg.pretrained, cfg.model) / "weights.pt").is_file():
             raise BlindbenchError(f"zoo weights missing: {entry_dir(cfg.pretrained, cfg.model) / 'weights.pt'}")
+    elif is_external(cfg.model):
+        target = Path(cfg.model) if cfg.model.endswith((".pt", ".ts", ".pt2")) else Path(cfg.checkpoint or "")
+        checkpoint_sha = f"external:{cfg.model}:" + (sha256_file(target) if target.is_file() else "")
     elif not cfg.is_reference:
         path = checkpoint_file(cfg.checkpoint)
         if not path.is_file():
