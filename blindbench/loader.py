@@ -81,7 +81,7 @@ def shuffle_samples(bufsize: int, seed: int, epoch: int):
         rank, _ = _rank_world()
         worker, _ = _worker()
         rng = random.Random(hash((seed, epoch, rank, worker)))
-        yield from wds.filters._shuffle(src, bufsize, min(bufsize, 100), rng)
+        yield from wds.shuffle(bufsize, min(bufsize, 100), rng=rng)(src)  # the public stage, same draws
 
     return stage
 

@@ -20,11 +20,13 @@ skips the batches already used, which makes a resumed CPU run bit-for-bit equal 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import difflib
 import math
 import os
+import sys
 import time
 import tomllib
 import typing
@@ -434,6 +436,8 @@ class Logger:
                 self.tb = SummaryWriter(str(run_dir / "tb"))
             except ImportError:
                 self.tb = None
+                print("blindbench: warning: tensorboard is not installed (pip install 'blindbench[tensorboard]'); "
+                      "scalars go to metrics.csv only", file=sys.stderr)
 
     def scalars(self, step: int, stage: str, values: dict[str, float]) -> None:
         for name, value in values.items():
@@ -725,6 +729,12 @@ class Trainer:
             # never a checkpoint of broken weights (a finite loss can still leave inf weights, e.g. lr = 1e30)
             check_weights(state["model"], None, f"step {self.step}: not saved, the model")
             save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
+            if (self.run_dir / "metrics.csv").is_file():  # every run's curve, drawn at each checkpoint
+                from blindbench.figures import loss_curve
+
+                with contextlib.suppress(ValueError, KeyError, OSError):  # a curve with too few rows: next time
+                    loss_curve(self.run_dir / "metrics.csv", self.run_dir / "loss-curve.png",
+                               title=f"{self.cfg.model} ({self.cfg.preset}) on {self.cfg.set}")
 
     def restore(self, path: Path) -> tuple[str, int]:
         """Load a checkpoint; returns (stage, stage_step) of its position."""
