@@ -7,11 +7,13 @@ import importlib.util
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -103,15 +105,22 @@ def _key_rows(study: Path) -> list[dict]:
 # ------------------------------------------------------------------------------------------------------- sheets
 
 
+def _without_study_id(study: Path) -> tuple[list[dict], dict]:
+    """sheets.csv rows and key.json without the random study id (and the sheet hash that covers it)."""
+    key = json.loads((study / "key.json").read_text())
+    assert len(key.pop("study_id")) == 32 and key.pop("sheets_sha256")
+    return [{k: v for k, v in r.items() if k != "study"} for r in _sheet_rows(study)], key
+
+
 def test_make_is_deterministic_per_seed(runs: Path, tmp_path: Path) -> None:
     a, b = _make(runs, tmp_path / "a"), _make(runs, tmp_path / "b")
-    for name in ("sheets.csv", "key.json"):
-        assert (a / name).read_bytes() == (b / name).read_bytes()
+    assert _without_study_id(a) == _without_study_id(b)
+    assert load_study(a).study_id != load_study(b).study_id  # random: two studies never pass for each other
     images = sorted(p.relative_to(a) for p in (a / "images").iterdir())
     assert images == sorted(p.relative_to(b) for p in (b / "images").iterdir())
     assert all((a / p).read_bytes() == (b / p).read_bytes() for p in images)
     other = _make(runs, tmp_path / "c", seed=4)
-    assert (other / "key.json").read_bytes() != (a / "key.json").read_bytes()
+    assert _without_study_id(other)[1] != _without_study_id(a)[1]
     assert not list(tmp_path.glob(".*tmp"))  # nothing left behind by the atomic rename
 
 
@@ -148,7 +157,14 @@ def test_sheets_are_balanced_and_the_key_is_right(runs: Path, tmp_path: Path) ->
         assert row["input"] and np.array_equal(
             read_image(study / row["input"]), read_image(runs / "vcn-main" / "inputs" / f"{r['key']}.png")
         )
-    assert len(manifest["participants"]) == 4 and manifest["participants"][0] == {"id": "p01", "sheet": 1}
+    assert len(manifest["participants"]) == 4 and manifest["participants"][0] | {"token": ""} == {
+        "id": "p01",
+        "sheet": 1,
+        "token": "",
+    }
+    tokens = [p["token"] for p in manifest["participants"]]
+    assert len(set(tokens)) == 4 and all(len(t) >= 22 for t in tokens)  # random, unguessable, one each
+    assert {r["study"] for r in sheet_rows} == {manifest["study_id"]}
 
 
 @pytest.mark.parametrize("n_sets,n_opponents", [(3, 4), (1, 3), (2, 1)])
@@ -256,9 +272,12 @@ def test_score_gives_the_known_shares(runs: Path, tmp_path: Path, capsys) -> Non
 # ------------------------------------------------------------------------------------------------------- server
 
 
-def _request(url: str, body: dict | None = None, content_type: str = "application/json") -> tuple[int, dict | bytes]:
+def _request(
+    url: str, body: dict | None = None, content_type: str = "application/json", headers: dict | None = None
+) -> tuple[int, dict | bytes]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type} if data else {})
+    sent = ({"Content-Type": content_type} if data else {}) | (headers or {})
+    request = urllib.request.Request(url, data=data, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             status, raw, kind = response.status, response.read(), response.headers.get_content_type()
@@ -277,7 +296,9 @@ def test_server_api(runs: Path, tmp_path: Path) -> None:
         assert status == 200 and b"<script>" in page and b"http" not in page.replace(b"http-equiv", b"")
         with urllib.request.urlopen(base, timeout=10) as response:
             assert "default-src 'none'" in response.headers["Content-Security-Policy"]
-        status, state = _request(base + "api/state?participant=p03")  # third participant: sheet 1 again
+        token = server.study.token_of("p03")
+        assert server.participant_url("p03") == f"{base}?t={token}"
+        status, state = _request(base + f"api/state?token={token}")  # third participant: sheet 1 again
         assert status == 200 and state["sheet"] == 1 and state["answered"] == 0 and state["total"] == 3
         assert state["question"]["question"] == 1 and state["question"]["input"].startswith("/images/")
         status, image = _request(base + state["question"]["left"].lstrip("/"))
@@ -285,13 +306,13 @@ def test_server_api(runs: Path, tmp_path: Path) -> None:
         for private in ("key.json", "study.json", "sheets.csv", "answers.sqlite", "images/../key.json", "images/"):
             assert _request(base + private)[0] == 404, private
 
-        answer = {"participant": "p03", "question": 1, "choice": "right", "elapsed_ms": 900}
+        answer = {"token": token, "question": 1, "choice": "right", "elapsed_ms": 900}
         status, reply = _request(base + "api/answer", answer)
         assert status == 200 and reply["state"]["answered"] == 1 and reply["state"]["question"]["question"] == 2
         status, reply = _request(base + "api/answer", answer)
         assert status == 409 and reply["error"] == "participant p03 already answered question 1"
         for bad, code, message in [
-            ({**answer, "participant": "p99"}, 404, "unknown participant id 'p99'"),
+            ({**answer, "token": "p99"}, 404, "unknown participant link"),
             ({**answer, "question": 7}, 404, "sheet 1 has no question 7"),
             ({**answer, "question": "2"}, 404, "sheet 1 has no question '2'"),
             ({**answer, "question": 2, "choice": "middle"}, 400, "choice must be 'left' or 'right'"),
@@ -299,7 +320,7 @@ def test_server_api(runs: Path, tmp_path: Path) -> None:
             status, reply = _request(base + "api/answer", bad)
             assert status == code and reply["error"].startswith(message) and "\n" not in reply["error"]
         assert _request(base + "api/answer", answer, content_type="text/plain")[0] == 415
-        assert _request(base + "api/state?participant=nobody")[0] == 404
+        assert _request(base + "api/state?token=nobody")[0] == 404
     stored = read_answer_store(study / "answers.sqlite")
     assert [(a.participant, a.sheet, a.question, a.choice) for a in stored] == [("p03", 1, 1, "right")]
 
@@ -314,8 +335,11 @@ def test_serve_command_prints_url_and_stops_on_ctrl_c(runs: Path, tmp_path: Path
     try:
         url = process.stdout.readline().split(" at ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
-        assert process.stdout.readline().startswith(f"  participant links: {url}?p=p01")
-        assert _request(url + "api/answer", {"participant": "p01", "question": 2, "choice": "left"})[0] == 200
+        assert process.stdout.readline().startswith("  participant links (hand each person only their own")
+        token = load_study(study).token_of("p01")
+        assert process.stdout.readline() == f"    p01 (sheet 1): {url}?t={token}\n"
+        assert _request(url + "api/answer", {"participant": "p01", "question": 2, "choice": "left"})[0] == 404
+        assert _request(url + "api/answer", {"token": token, "question": 2, "choice": "left"})[0] == 200
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0, process.stderr.read()
         out = process.stdout.read()
@@ -390,15 +414,20 @@ def test_bad_input_is_one_line_error(runs: Path, tmp_path: Path, capsys) -> None
         table2_rows(study)
     _one_line(e)
 
-    # Answers that name no question, or a bad choice, in an exported CSV; no answers at all.
+    # Answers that name no question, or a bad choice, in an exported CSV are left out and counted; a CSV
+    # without the columns is an error; no answers at all.
     (study / "key.json").write_text(json.dumps(key))
     form = tmp_path / "form.csv"
-    form.write_text("sheet,question,choice\n1,1,left\n2,9,right\n")
-    with pytest.raises(BlindbenchError, match="form.csv: sheet 2 has no question 9"):
+    form.write_text("sheet,question,choice\n1,1,left\n2,9,right\n1,2,up\n")
+    capsys.readouterr()
+    assert sum(r["n"] for r in table2_rows(study, form) if r["set"] != "all") == 1
+    assert capsys.readouterr().err == (
+        f"rejected 2 answer rows of 3 in {form}: 1 unknown question, 1 bad choice; scored the other 1\n"
+    )
+    form.write_text("sheet,choice\n1,left\n")
+    with pytest.raises(BlindbenchError, match="answers CSV .*form.csv lacks column.s. question$") as e:
         table2_rows(study, form)
-    form.write_text("sheet,question,choice\n1,1,up\n")
-    with pytest.raises(BlindbenchError, match="form.csv line 2: need integer sheet and question, choice left/right"):
-        table2_rows(study, form)
+    _one_line(e)
     (study / "answers.sqlite").unlink()
     with pytest.raises(BlindbenchError, match="no answers: .*answers.sqlite not found"):
         table2_rows(study)
@@ -467,15 +496,18 @@ def test_study_in_a_real_browser(runs: Path, tmp_path: Path) -> None:
             page.reload()
             answered(4, "done")
 
-            page.goto(server.url + "?p=nobody")  # an unknown id is refused; the form asks again
+            page.goto(server.url + "?p=p02")  # a bare participant id is no way in; the form asks for the code
             page.wait_for_selector("body[data-state='login']")
-            assert "unknown participant id 'nobody'" in page.text_content("#error")
-            page.fill("#pid", "p02")
-            page.press("#pid", "Enter")
+            page.goto(server.url + "?t=nobody")  # nor is a wrong token
+            page.wait_for_selector("body[data-state='login']")
+            assert "unknown participant link" in page.text_content("#error")
+            token = server.study.token_of("p02")
+            page.fill("#code", token)
+            page.press("#code", "Enter")
             answered(0)
             page.keyboard.press("ArrowLeft")
             answered(1)
-            assert page.url.endswith("?p=p02")
+            assert page.url.endswith(f"?t={token}")
             assert all(url.startswith(server.url) for url in requested), requested  # nothing external
         finally:
             browser.close()
@@ -525,3 +557,271 @@ def test_cli_study_score_and_tables_study_agree(runs: Path, tmp_path: Path, caps
     assert (tables_out / "table2.csv").read_text() == (study / "table2.csv").read_text()
     assert main(["study", "score", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("blindbench: error:")
+
+
+# ------------------------------------------------------------------------------------------ reported failures
+
+
+def test_another_studys_key_sheets_or_answers_are_refused(runs: Path, tmp_path: Path) -> None:
+    """#11: two studies of one shape had byte-identical sheets.csv, so another study's key passed the hash."""
+    a = _make(runs, tmp_path / "a", sheets=2, pairs=4, seed=3)
+    b = _make(runs, tmp_path / "b", sheets=2, pairs=4, seed=4)
+    assert _without_study_id(a)[0] == _without_study_id(b)[0]  # the same shape: only the study id tells them apart
+    assert (a / "sheets.csv").read_bytes() != (b / "sheets.csv").read_bytes()
+    study_a, study_b = load_study(a), load_study(b)
+    assert study_a.study_id != study_b.study_id
+    assert json.loads((a / "key.json").read_text())["study_id"] == study_a.study_id
+    store_b = AnswerStore(study_b)
+    store_b.record("p01", 1, "left")
+    own = {name: (a / name).read_bytes() for name in ("key.json", "sheets.csv", "study.json")}
+
+    def refused(action, message: str) -> None:
+        with pytest.raises(BlindbenchError, match=message) as e:
+            action()
+        _one_line(e)
+
+    (a / "key.json").write_bytes((b / "key.json").read_bytes())  # the swap that moved Table 2 from 50% to 75%
+    refused(lambda: table2_rows(a), rf"answer key .*key.json belongs to study '{study_b.study_id}', not "
+            rf"{study_a.study_id} \(study.json\): the key of another study")  # fmt: skip
+    (a / "key.json").write_bytes(own["key.json"])
+
+    (a / "sheets.csv").write_bytes((b / "sheets.csv").read_bytes())
+    refused(lambda: load_study(a), rf"sheets.csv line 2 belongs to study '{study_b.study_id}', not {study_a.study_id}")
+    (a / "sheets.csv").write_bytes(own["sheets.csv"])
+
+    (a / "study.json").write_bytes((b / "study.json").read_bytes())  # b's manifest over a's sheets
+    refused(lambda: load_study(a), f"belongs to study '{study_a.study_id}', not {study_b.study_id}")
+    (a / "study.json").write_bytes(own["study.json"])
+
+    (a / "answers.sqlite").write_bytes((b / "answers.sqlite").read_bytes())
+    message = f"answer store .*answers.sqlite belongs to study '{study_b.study_id}', not {study_a.study_id}"
+    refused(lambda: table2_rows(a), message)  # scoring
+    refused(lambda: AnswerStore(study_a), message)  # serving
+    (a / "answers.sqlite").unlink()
+
+    form = tmp_path / "form.csv"
+    form.write_text(f"study,sheet,question,choice\n{study_a.study_id},1,1,left\n{study_b.study_id},1,2,left\n")
+    refused(lambda: table2_rows(a, form), f"form.csv line 3: answers of study '{study_b.study_id}', not")
+
+    manifest = json.loads(own["study.json"]) | {"format": "blindbench-study/1"}
+    (a / "study.json").write_text(json.dumps(manifest))
+    refused(lambda: load_study(a), "made by an older blindbench .no study id.: make the study again")
+    (a / "study.json").write_bytes(own["study.json"])
+
+
+def _rebuilt_store(study: Path) -> sqlite3.Connection:
+    """The study's answers table rebuilt without its constraints, as someone altering the file would."""
+    db = sqlite3.connect(study / "answers.sqlite", isolation_level=None)
+    db.executescript(
+        "ALTER TABLE answers RENAME TO old; CREATE TABLE answers (participant, sheet, question, choice, "
+        "answered_at, elapsed_ms); INSERT INTO answers SELECT * FROM old; DROP TABLE old;"
+    )
+    return db
+
+
+def _expected_cells(study: Path, answers: list[tuple[int, int, str]]) -> Counter:
+    key = load_key(load_study(study))
+    cells: Counter = Counter()
+    for sheet, question, choice in answers:
+        entry = key[(sheet, question)]
+        cells[(entry.set, entry.opponent, "n")] += 1
+        cells[(entry.set, entry.opponent, "k")] += (entry.left if choice == "left" else entry.right) == "vcn"
+    return cells
+
+
+def _cells(rows: list[dict]) -> Counter:
+    cells: Counter = Counter()
+    for r in rows:
+        if r["set"] != "all" and r["n"]:
+            cells[(r["set"], r["opponent"], "n")] += r["n"]
+            cells[(r["set"], r["opponent"], "k")] += r["preferred"]
+    return cells
+
+
+def test_score_counts_only_valid_rows_of_an_altered_store(runs: Path, tmp_path: Path, capsys) -> None:
+    """#12: LEFT/banana choices, a row four times, another sheet's answers, unknown participants, question 1.7."""
+    from blindbench.cli import main
+
+    study = _make(runs, tmp_path / "s", sheets=2, pairs=3)
+    store = AnswerStore(load_study(study))
+    valid = [("p01", 1, 1, "left"), ("p01", 1, 2, "right"), ("p01", 1, 3, "right"), ("p02", 2, 1, "left")]
+    for participant, _, question, choice in valid:
+        store.record(participant, question, choice)
+    db = _rebuilt_store(study)
+    bad = [
+        *[("p01", 1, 1, "right")] * 3,  # the first answer, repeated (four rows in all): 3 duplicate
+        ("p02", 2, 2, "LEFT"),  # bad choice
+        ("p02", 2, 3, "banana"),  # bad choice
+        ("p01", 2, 2, "left"),  # p01 answers sheet 2 (p02's): wrong sheet
+        ("p99", 1, 2, "left"),  # unknown participant
+        (None, 1, 2, "left"),  # unknown participant
+        ("p02", "2", 2, "left"),  # bad sheet (text)
+        ("p02", 2, 1.7, "left"),  # bad question
+        ("p02", 2, 9, "left"),  # unknown question
+    ]
+    db.executemany("INSERT INTO answers VALUES (?, ?, ?, ?, 'now', NULL)", bad)
+    db.close()
+    capsys.readouterr()
+    rows = table2_rows(study)
+    assert _cells(rows) == _expected_cells(study, [(s, q, c) for _, s, q, c in valid])
+    assert capsys.readouterr().err == (
+        f"rejected 11 answer rows of 15 in {study / 'answers.sqlite'}: 3 duplicate, 2 unknown participant, "
+        "2 bad choice, 1 bad sheet, 1 bad question, 1 wrong sheet, 1 unknown question; scored the other 4\n"
+    )
+    stored = read_answer_store(study / "answers.sqlite")
+    assert [(a.participant, a.sheet, a.question, a.choice) for a in stored] == valid
+    assert main(["study", "score", str(study)]) == 0
+    assert "rejected 11 answer rows of 15" in capsys.readouterr().err
+
+
+def test_score_counts_only_valid_rows_of_an_answers_csv(runs: Path, tmp_path: Path, capsys) -> None:
+    """#12, the --answers CSV import: the same checks, rows left out and counted instead of a first-row error."""
+    study = _make(runs, tmp_path / "s", sheets=2, pairs=3)
+    form = tmp_path / "form.csv"
+    form.write_text(
+        "participant,sheet,question,choice\n"
+        "p01,1,1,left\n"  # ok
+        "p01,1,1,left\n"  # duplicate
+        "p01,1,1,right\n"  # duplicate (and a change of mind: the first answer stands)
+        "p99,1,2,left\n"  # unknown participant
+        "p01,2,1,left\n"  # wrong sheet
+        "p01,1,1.7,left\n"  # bad question
+        "p01,x,2,left\n"  # bad sheet
+        "p01,1,9,left\n"  # unknown question
+        "p01,1,2,banana\n"  # bad choice
+        "p01,1,3, R \n"  # ok: r means right, as documented
+        ",2,1,left\n"  # ok: no participant, every row one answer
+        ",2,1,left\n"  # ok
+    )
+    capsys.readouterr()
+    rows = table2_rows(study, form)
+    assert _cells(rows) == _expected_cells(study, [(1, 1, "left"), (1, 3, "right"), (2, 1, "left"), (2, 1, "left")])
+    assert capsys.readouterr().err == (
+        f"rejected 8 answer rows of 12 in {form}: 2 duplicate, 1 unknown participant, 1 bad sheet, "
+        "1 bad question, 1 wrong sheet, 1 unknown question, 1 bad choice; scored the other 4\n"
+    )
+
+
+def test_server_requires_the_token_a_local_host_and_same_origin(runs: Path, tmp_path: Path) -> None:
+    """#13: sequential ids and no Host/Origin check let any local process or rebinding page answer for anyone."""
+    study = _make(runs, tmp_path / "s", sheets=2, pairs=3)
+    with StudyServer(study, port=0).start() as server:
+        base, port = server.url, server.port
+        token = server.study.token_of("p01")
+        answer = {"token": token, "question": 1, "choice": "left"}
+        # The id alone, or a wrong token, is no way in: neither to read the sheet nor to answer.
+        assert _request(base + "api/state?participant=p01")[0] == 404
+        assert _request(base + "api/state?token=" + token[:-1] + "x")[0] == 404
+        assert _request(base + "api/answer", {"participant": "p01", "question": 1, "choice": "left"})[0] == 404
+        # A Host that is not this server (a DNS-rebinding page sends its own domain), or another port.
+        for host in (f"evil.example:{port}", f"127.0.0.1:{port + 1}", "127.0.0.1", f"localhost.evil:{port}"):
+            for path, body in (("", None), (f"api/state?token={token}", None), ("api/answer", answer)):
+                status, reply = _request(base + path, body, headers={"Host": host})
+                assert status == 403 and reply["error"] == f"Host {host!r} is not this server", (host, path)
+        # A POST from a page of another origin, or an opaque one.
+        for origin in ("http://evil.example", f"http://localhost:{port + 1}", "null", f"https://127.0.0.1:{port}"):
+            status, reply = _request(base + "api/answer", answer, headers={"Origin": origin})
+            assert status == 403 and reply["error"].startswith("cross-origin request refused"), origin
+        assert read_answer_store(study / "answers.sqlite") == []
+        # Bodies over 64 KiB.
+        status, reply = _request(base + "api/answer", {**answer, "pad": "x" * 70_000})
+        assert status == 413 and reply["error"] == "body over 65536 bytes"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:  # a length it never sends
+            raw.sendall(b"POST /api/answer HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 99999999999\r\n\r\n" % port)  # fmt: skip
+            assert raw.makefile("rb").readline().startswith(b"HTTP/1.0 413")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:  # HTTP/1.0 without a Host
+            raw.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert raw.makefile("rb").readline().startswith(b"HTTP/1.0 400")
+        # The link as handed out, with localhost or the bound address, and a same-origin page, still work.
+        assert _request(f"http://localhost:{port}/?t={token}")[0] == 200
+        status, _ = _request(base + "api/answer", answer, headers={"Origin": f"http://127.0.0.1:{port}"})
+        assert status == 200
+        status, reply = _request(f"http://localhost:{port}/api/answer", {**answer, "question": 2},
+                                 headers={"Origin": f"http://localhost:{port}"})  # fmt: skip
+        assert status == 200 and reply["state"]["participant"] == "p01" and reply["state"]["answered"] == 2
+
+
+def _crash_mid_write(db_path: Path) -> None:
+    """A server killed -9 inside a write: a hot journal stays next to the database."""
+    code = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('PRAGMA cache_size = 2')\n"  # spill to the file mid-transaction, as a big write would
+        "db.execute('BEGIN')\n"
+        "for i in range(1500):\n"
+        "    db.execute(\"INSERT INTO answers VALUES (?, 1, 1, 'left', 'now', NULL)\", ('x' * 200 + str(i),))\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(db_path)], check=False)
+
+
+def test_score_reads_a_store_with_a_leftover_journal_read_only(runs: Path, tmp_path: Path, capsys) -> None:
+    """#14: after kill -9 of the server, score and tables --study failed: attempt to write a readonly database."""
+    from blindbench.cli import main
+
+    study = _make(runs, tmp_path / "s", sheets=2, pairs=3)
+    store = AnswerStore(load_study(study))
+    store.record("p01", 1, "left")
+    store.record("p02", 2, "right")
+    expected = table2_rows(study)
+    db_path = study / "answers.sqlite"
+    _crash_mid_write(db_path)
+    journal = Path(f"{db_path}-journal")
+    assert journal.stat().st_size > 0
+    ro = closing(sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True))
+    with pytest.raises(sqlite3.OperationalError, match="readonly database"), ro as db:  # the reported failure
+        db.execute("SELECT count(*) FROM answers").fetchall()
+    before = {p.name: p.read_bytes() for p in study.iterdir() if p.is_file()}
+    modes = {p: p.stat().st_mode for p in [study, *study.iterdir()]}
+    try:
+        for p in modes:
+            p.chmod(0o555 if p.is_dir() else 0o444)  # nothing may be written in the study folder
+        assert table2_rows(study) == expected  # the crashed write is rolled back, on a copy
+        assert main(["study", "score", str(study), "--out", str(tmp_path / "t2.csv")]) == 0
+        assert main(["tables", "--runs", str(runs), "--study", str(study), "--out", str(tmp_path / "tables")]) == 0
+        assert (tmp_path / "tables" / "table2.csv").read_text() == (tmp_path / "t2.csv").read_text()
+        assert "readonly" not in capsys.readouterr().err
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert {p.name: p.read_bytes() for p in study.iterdir() if p.is_file()} == before  # journal and db untouched
+    assert len(AnswerStore(load_study(study)).all()) == 2  # the server, a writer, rolls it back itself
+
+
+def test_server_answers_400_to_huge_numbers_and_deep_json(runs: Path, tmp_path: Path) -> None:
+    """#15: elapsed_ms 1e23 raised OverflowError and 2000-deep JSON RecursionError, with no reply at all."""
+    study = _make(runs, tmp_path / "s", sheets=1, pairs=3)
+    with StudyServer(study, port=0).start() as server:
+        base = server.url
+        answer = {"token": server.study.token_of("p01"), "question": 1, "choice": "left"}
+        for elapsed in (10**23, 1e23, -1, 2**63, True, "900", 1.5):
+            status, reply = _request(base + "api/answer", {**answer, "elapsed_ms": elapsed})
+            assert status == 400 and reply["error"].startswith("elapsed_ms must be whole milliseconds from 0 to ")
+            assert "\n" not in reply["error"], elapsed
+        for deep in ("[" * 2000 + "]" * 2000, '{"token": ' * 2000 + "1" + "}" * 2000):
+            request = urllib.request.Request(
+                base + "api/answer", data=deep.encode(), headers={"Content-Type": "application/json"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(request, timeout=10)
+            assert e.value.code == 400 and json.loads(e.value.read()) == {"error": "bad JSON: nested too deeply"}
+        deep_question = {**answer, "question": json.loads("[" * 900 + "]" * 900)}
+        status, reply = _request(base + "api/answer", deep_question)
+        assert status == 404 and reply["error"].startswith("sheet 1 has no question")
+        assert _request(base + "api/answer", {**answer, "elapsed_ms": 2**63 - 1})[0] == 200  # still serving
+    assert [(a.question, a.choice) for a in read_answer_store(study / "answers.sqlite")] == [(1, "left")]
+    with pytest.raises(BlindbenchError, match="elapsed_ms must be whole milliseconds"):
+        AnswerStore(load_study(study)).record("p01", 2, "left", elapsed_ms=10**23)
+
+
+@pytest.mark.parametrize("words", [["study"], ["study", "make"], ["study", "serve"], ["study", "score"]])
+def test_study_help_builds(words: list[str], capsys) -> None:
+    """argparse %-formats help strings: "95%" in the score command's help crashed `blindbench study --help`."""
+    from blindbench.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([*words, "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    assert "%%" not in out and ("Wilson 95 percent CI" in out) == (words in (["study"], ["study", "score"]))

@@ -6,11 +6,19 @@
 
 from __future__ import annotations
 
-from blindbench.study.answers import AnswerStore, read_answer_store, read_answers_csv
+from blindbench.study.answers import (
+    AnswerStore,
+    Checked,
+    check_answer_store,
+    check_answers_csv,
+    read_answer_store,
+    read_answers_csv,
+)
 from blindbench.study.config import StudyMakeConfig, StudyScoreConfig, StudyServeConfig
 from blindbench.study.score import (
     binomial_p_two_sided,
     run_study_score,
+    score_study,
     table2_markdown,
     table2_rows,
     wilson_interval,
@@ -21,11 +29,14 @@ from blindbench.study.sheets import load_key, load_study, make_study, run_study_
 
 __all__ = [
     "AnswerStore",
+    "Checked",
     "StudyMakeConfig",
     "StudyScoreConfig",
     "StudyServeConfig",
     "StudyServer",
     "binomial_p_two_sided",
+    "check_answer_store",
+    "check_answers_csv",
     "load_key",
     "load_study",
     "make_study",
@@ -34,6 +45,7 @@ __all__ = [
     "run_study_make",
     "run_study_score",
     "run_study_serve",
+    "score_study",
     "table2_markdown",
     "table2_rows",
     "wilson_interval",

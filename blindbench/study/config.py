@@ -48,7 +48,9 @@ class StudyServeConfig:
 
 @dataclass(frozen=True)
 class StudyScoreConfig:
-    """Score a study: answers + key → Table 2 (share preferring the method, Wilson 95% CI, exact binomial p)."""
+    # The first docstring line is argparse help (%-formatted), so no bare percent sign: "95 percent" (a "%%"
+    # would show doubled in the command's own description, which argparse prints unformatted).
+    """Score a study: answers + key → Table 2 (share preferring the method, Wilson 95 percent CI, exact binomial p)."""
 
     study: str = _option("", "study folder (from `blindbench study make`)", positional=True)
     answers: str = _option("", "CSV from another survey tool (sheet,question,choice); default: the served answers")

@@ -1,7 +1,8 @@
 """The study page: one self-contained HTML document (inline CSS and JS, no external assets).
 
-It talks to the JSON API of :mod:`blindbench.study.server`: ``GET /api/state?participant=ID`` and
-``POST /api/answer``. The participant id travels in the URL (``/?p=ID``), so a reload resumes.
+It talks to the JSON API of :mod:`blindbench.study.server`: ``GET /api/state?token=TOKEN`` and
+``POST /api/answer``. The participant's secret token travels in the URL (``/?t=TOKEN``, the link the
+experimenter hands out), so a reload resumes; without it the page asks for the code.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ PAGE = """<!doctype html>
   <h1>Which restored image looks more realistic?</h1>
   <section id="login" hidden>
     <form id="login-form">
-      <label>Participant id <input id="pid" autocomplete="off" required></label>
+      <label>Your code (the part after ?t= in your link) <input id="code" autocomplete="off" required></label>
       <button type="submit">Start</button>
     </form>
   </section>
@@ -64,7 +65,7 @@ PAGE = """<!doctype html>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-let pid = new URLSearchParams(location.search).get("p");
+let token = new URLSearchParams(location.search).get("t");
 let current = null;
 let busy = true;
 let shownAt = 0;
@@ -110,11 +111,11 @@ async function render(state) {
 
 async function load() {
   $("error").textContent = "";
-  if (!pid) { show("login"); $("pid").focus(); return; }
-  const reply = await api("/api/state?participant=" + encodeURIComponent(pid));
+  if (!token) { show("login"); $("code").focus(); return; }
+  const reply = await api("/api/state?token=" + encodeURIComponent(token));
   if (reply.status !== 200) {
     $("error").textContent = reply.data.error || ("error " + reply.status);
-    pid = null;
+    token = null;
     show("login");
     return;
   }
@@ -126,7 +127,7 @@ async function choose(side) {
   busy = true;
   $("left").disabled = $("right").disabled = true;
   document.body.dataset.state = "saving";
-  const body = {participant: pid, question: current.question, choice: side,
+  const body = {token: token, question: current.question, choice: side,
                 elapsed_ms: Math.round(performance.now() - shownAt)};
   let reply;
   try { reply = await api("/api/answer", body); } catch (e) { reply = {status: 0, data: {error: String(e)}}; }
@@ -147,8 +148,8 @@ document.addEventListener("keydown", (event) => {
 });
 $("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  pid = $("pid").value.trim();
-  history.replaceState(null, "", "?p=" + encodeURIComponent(pid));
+  token = $("code").value.trim();
+  history.replaceState(null, "", "?t=" + encodeURIComponent(token));
   load();
 });
 load();

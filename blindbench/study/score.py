@@ -2,6 +2,8 @@
 
 Per (set, opponent), and pooled over sets (set ``all``) when the study has more than one: n answers, k of them
 for the method, share k/n, the Wilson score 95% interval, and the two-sided exact binomial p-value against 0.5.
+Only answer rows that pass every check count; the rest are reported as one line of counts by reason
+(:class:`blindbench.study.answers.Checked`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import csv
 import io
 import math
 import os
+import sys
 from pathlib import Path
 
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes
-from blindbench.study.answers import ANSWERS_NAME, Answer, read_answer_store, read_answers_csv
+from blindbench.study.answers import ANSWERS_NAME, Checked, check_answer_store, check_answers_csv
 from blindbench.study.config import StudyScoreConfig
 from blindbench.study.sheets import load_key, load_study
 
@@ -62,33 +65,20 @@ def _row(set_name: str, method: str, opponent: str, k: int, n: int) -> dict:
     }
 
 
-def table2_rows(study_dir: str | os.PathLike[str], answers_csv: str | os.PathLike[str] | None = None) -> list[dict]:
-    """Table 2 of a study: one row per (set, opponent), then pooled ``all`` rows when there are several sets.
-
-    Args:
-        study_dir: the study folder (its key.json is required).
-        answers_csv: answers exported from another survey tool (sheet, question, choice); default: the
-            served answers in ``<study>/answers.sqlite``.
-
-    Returns:
-        Dicts with keys ``TABLE2_COLUMNS``: share, ci_low, ci_high, p_value are None where n is 0.
-
-    Raises:
-        BlindbenchError: missing key or answers, a sheet changed after ``make``, an answer to no question.
-    """
+def score_study(
+    study_dir: str | os.PathLike[str], answers_csv: str | os.PathLike[str] | None = None
+) -> tuple[list[dict], Checked]:
+    """Table 2 of a study (see :func:`table2_rows`) and the answer rows it was built from (with those left out)."""
     study = load_study(study_dir, check_images=False)
     key = load_key(study)
-    answers: list[Answer] = (
-        read_answers_csv(answers_csv) if answers_csv else read_answer_store(study.root / ANSWERS_NAME)
+    checked = (
+        check_answers_csv(answers_csv, study) if answers_csv else check_answer_store(study.root / ANSWERS_NAME, study)
     )
     method = study.manifest["method"]
     sets, opponents = list(study.manifest["sets"]), list(study.manifest["opponents"])
     counts: dict[tuple[str, str], list[int]] = {(s, o): [0, 0] for s in sets for o in opponents}
-    where = Path(answers_csv) if answers_csv else study.root / ANSWERS_NAME
-    for answer in answers:
-        entry = key.get((answer.sheet, answer.question))
-        if entry is None:
-            raise BlindbenchError(f"{where}: sheet {answer.sheet} has no question {answer.question}")
+    for answer in checked.answers:  # each names a question of the sheets, and load_key checked the key has them all
+        entry = key[(answer.sheet, answer.question)]
         chosen = entry.left if answer.choice == "left" else entry.right
         cell = counts.setdefault((entry.set, entry.opponent), [0, 0])
         cell[0] += chosen == method
@@ -99,6 +89,30 @@ def table2_rows(study_dir: str | os.PathLike[str], answers_csv: str | os.PathLik
             k = sum(counts[(s, o)][0] for s in sets)
             n = sum(counts[(s, o)][1] for s in sets)
             rows.append(_row("all", method, o, k, n))
+    return rows, checked
+
+
+def table2_rows(study_dir: str | os.PathLike[str], answers_csv: str | os.PathLike[str] | None = None) -> list[dict]:
+    """Table 2 of a study: one row per (set, opponent), then pooled ``all`` rows when there are several sets.
+
+    Answer rows that fail a check (unknown participant, another sheet, no such question, a bad choice, a
+    repeat) are left out, and one line on stderr says how many, by reason.
+
+    Args:
+        study_dir: the study folder (its key.json is required).
+        answers_csv: answers exported from another survey tool (sheet, question, choice); default: the
+            served answers in ``<study>/answers.sqlite``.
+
+    Returns:
+        Dicts with keys ``TABLE2_COLUMNS``: share, ci_low, ci_high, p_value are None where n is 0.
+
+    Raises:
+        BlindbenchError: missing key or answers, a sheet changed after ``make``, a key or answers of another
+            study.
+    """
+    rows, checked = score_study(study_dir, answers_csv)
+    if checked.rejected:
+        print(checked.report(), file=sys.stderr)
     return rows
 
 

@@ -2,44 +2,58 @@
 
 Routes (everything else is 404; the answer key and the manifest are never served):
 
-- ``GET /``: the page (:mod:`blindbench.study.page`)
-- ``GET /api/state?participant=ID``: ``{participant, sheet, total, answered, done, question}``, where
+- ``GET /``: the page (:mod:`blindbench.study.page`); a participant opens ``/?t=TOKEN``, their own link
+- ``GET /api/state?token=TOKEN``: ``{participant, sheet, total, answered, done, question}``, where
   ``question`` is the first unanswered one, ``{question, left, right, input}`` with image URLs (``input`` null
   when absent), or null when done
-- ``POST /api/answer`` (``Content-Type: application/json``) ``{participant, question, choice, elapsed_ms?}``:
-  200 ``{ok, state}``; 400 bad request or choice, 404 unknown participant or question, 409 answered already
+- ``POST /api/answer`` (``Content-Type: application/json``) ``{token, question, choice, elapsed_ms?}``:
+  200 ``{ok, state}``; 400 bad request, choice or elapsed_ms, 404 unknown token or question, 409 answered
+  already, 413 body over 64 KiB
 - ``GET /images/NAME.png``: only the images the sheets name
+
+Only the secret token of a participant's link lets anyone read or answer their sheet; participant ids (p01, …)
+are for the experimenter. Every request must name this server in its Host header (the bound address, or
+localhost / 127.0.0.1, with the bound port), so a web page that rebinds its own domain name to 127.0.0.1 gets
+403; a POST with an Origin header must come from the same origin.
 
 Errors are JSON ``{"error": "one line"}``.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import os
 import socket
 import sys
 import threading
+import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from blindbench.errors import BlindbenchError
-from blindbench.study.answers import AnswerError, AnswerStore
+from blindbench.study.answers import AnswerError, AnswerStore, UnknownParticipant
 from blindbench.study.config import StudyServeConfig, check_port
 from blindbench.study.page import PAGE
 from blindbench.study.sheets import Study, load_study
 
-_MAX_BODY = 4096
+MAX_BODY = 64 * 1024  # an answer is ~100 bytes; anything near this is not one
+# A refused body up to this size is read and dropped first: closing on unread data makes the kernel send a
+# reset, which can destroy the 413 reply before the client reads it.
+_DRAIN_MAX = 1024 * 1024
 _HEADERS = {
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "no-referrer",  # the token is in the page URL: never pass it on
     "Content-Security-Policy": (
         "default-src 'none'; img-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
         "script-src 'unsafe-inline'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
 }
+_LOCAL_NAMES = ("localhost", "127.0.0.1")
+_WILDCARDS = ("", "0.0.0.0", "::")
 
 
 class _Server(ThreadingHTTPServer):
@@ -47,9 +61,12 @@ class _Server(ThreadingHTTPServer):
     study: Study
     store: AnswerStore
     log_answers: bool
+    host_names: frozenset[str]  # hostnames a Host header may name (lower case, IPv6 without brackets)
+    any_ip: bool  # bound to every interface: any IP literal names this server (a rebinding page sends a domain)
 
     def handle_error(self, request, client_address) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a page closed mid-download is not an error
+        # A page closed mid-download, or a client that stalled past the timeout, is not an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
             super().handle_error(request, client_address)
 
 
@@ -57,10 +74,27 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
+class _Refused(Exception):
+    """A request refused before it reaches the study: (status, one-line reason)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _host_port(value: str) -> tuple[str, int | None]:
+    """(hostname in lower case, port or None) of a Host header or an origin's netloc; ValueError when malformed."""
+    parts = urlsplit(f"//{value}")
+    if not parts.hostname or parts.username is not None or parts.password is not None or parts.path:
+        raise ValueError(value)
+    return parts.hostname.lower(), parts.port
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "blindbench-study"
     sys_version = ""
+    timeout = 30  # seconds a client may stall mid-request before its thread is freed
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - base-class signature
         pass  # the page polls nothing, but a request log would still drown the answer log
@@ -81,6 +115,53 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"error": message})
+
+    # ------------------------------------------------------------------------------------------------- checks
+
+    def _check_host(self) -> tuple[str, int | None]:
+        """The request's (host, port) when its Host header names this server; else _Refused (403)."""
+        value = self.headers.get("Host", "")
+        try:
+            host, port = _host_port(value)
+        except ValueError:
+            raise _Refused(HTTPStatus.BAD_REQUEST, f"bad or missing Host header {value[:80]!r}") from None
+        named = host in self.server.host_names
+        if not named and self.server.any_ip:
+            try:
+                ipaddress.ip_address(host)
+                named = True
+            except ValueError:
+                pass
+        if not named or (port or 80) != self.server.server_address[1]:
+            raise _Refused(HTTPStatus.FORBIDDEN, f"Host {value[:80]!r} is not this server")
+        return host, port
+
+    def _check_origin(self, host: tuple[str, int | None]) -> None:
+        """A POST from a page of another origin is refused (403); one without an Origin header is not a page's."""
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return
+        parts = urlsplit(origin)
+        try:
+            same = parts.scheme == "http" and _host_port(parts.netloc) == host and parts.path in ("", "/")
+        except ValueError:
+            same = False
+        if not same:
+            raise _Refused(HTTPStatus.FORBIDDEN, f"cross-origin request refused (Origin {origin[:80]!r})")
+
+    def _participant(self, token: object) -> str:
+        """The participant whose link holds ``token`` (compared in constant time); else UnknownParticipant."""
+        if isinstance(token, str) and token:
+            given = token.encode("utf-8", "surrogatepass")
+            found = None
+            for secret, participant in self.server.study.tokens.items():
+                if hmac.compare_digest(given, secret.encode()):
+                    found = participant
+            if found is not None:
+                return found
+        raise UnknownParticipant("unknown participant link: open the exact link (…/?t=…) you were given")
+
+    # -------------------------------------------------------------------------------------------------- state
 
     def _state(self, participant: str) -> dict:
         store = self.server.store
@@ -106,54 +187,78 @@ class _Handler(BaseHTTPRequestHandler):
             "question": question,
         }
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        url = urlsplit(self.path)
+    # ------------------------------------------------------------------------------------------------- routes
+
+    def _guarded(self, route) -> None:
+        """Run ``route``; every way it can fail gets a reply with a one-line reason."""
         try:
-            if url.path in ("/", "/index.html"):
-                self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
-            elif url.path == "/api/state":
-                participant = parse_qs(url.query).get("participant", [""])[0]
-                self._json(HTTPStatus.OK, self._state(participant))
-            elif url.path.lstrip("/") in self.server.study.images:
-                data = (self.server.study.root / url.path.lstrip("/")).read_bytes()
-                self._send(HTTPStatus.OK, data, "image/png", cache="private, max-age=3600")
-            else:
-                self._error(HTTPStatus.NOT_FOUND, f"not found: {url.path}")
+            route()
+        except _Refused as exc:
+            self.close_connection = True  # the body, if any, was not read
+            self._error(exc.status, str(exc))
         except AnswerError as exc:
             self._error(exc.status, str(exc))
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception as exc:  # a bug: log it, but still answer
+            traceback.print_exc(file=sys.stderr)
+            self.close_connection = True
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}")
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._guarded(self._get)
 
     do_HEAD = do_GET
 
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        self._guarded(self._post)
+
+    def _get(self) -> None:
+        self._check_host()
+        url = urlsplit(self.path)
+        if url.path in ("/", "/index.html"):
+            self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
+        elif url.path == "/api/state":
+            token = parse_qs(url.query).get("token", [""])[0]
+            self._json(HTTPStatus.OK, self._state(self._participant(token)))
+        elif url.path.lstrip("/") in self.server.study.images:
+            data = (self.server.study.root / url.path.lstrip("/")).read_bytes()
+            self._send(HTTPStatus.OK, data, "image/png", cache="private, max-age=3600")
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"not found: {url.path[:200]}")
+
+    def _post(self) -> None:
+        self._check_origin(self._check_host())
         if urlsplit(self.path).path != "/api/answer":
-            self._error(HTTPStatus.NOT_FOUND, f"not found: {self.path}")
-            return
+            raise _Refused(HTTPStatus.NOT_FOUND, f"not found: {self.path[:200]}")
         if self.headers.get_content_type() != "application/json":
-            self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the answer as application/json")
-            return
+            raise _Refused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the answer as application/json")
         try:
             length = int(self.headers.get("Content-Length", "0"))
         except ValueError:
             length = -1
-        if not 0 < length <= _MAX_BODY:
-            self._error(HTTPStatus.BAD_REQUEST, f"body must be 1 to {_MAX_BODY} bytes")
-            return
+        if length > MAX_BODY:
+            if length <= _DRAIN_MAX:
+                while length > 0 and (chunk := self.rfile.read(min(length, MAX_BODY))):
+                    length -= len(chunk)
+            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
+        if length < 1:
+            raise _Refused(HTTPStatus.BAD_REQUEST, f"need a Content-Length of 1 to {MAX_BODY} bytes")
         try:
             body = json.loads(self.rfile.read(length))
             if not isinstance(body, dict):
                 raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._error(HTTPStatus.BAD_REQUEST, f"bad JSON: {exc}")
+        except RecursionError:
+            self._error(HTTPStatus.BAD_REQUEST, "bad JSON: nested too deeply")
             return
-        try:
-            answer = self.server.store.record(
-                str(body.get("participant", "")), body.get("question"), body.get("choice"), body.get("elapsed_ms")
-            )
-            if self.server.log_answers:
-                print(f"{answer.participant} sheet {answer.sheet} question {answer.question}: {answer.choice}")
-            self._json(HTTPStatus.OK, {"ok": True, "state": self._state(answer.participant)})
-        except AnswerError as exc:
-            self._error(exc.status, str(exc))
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._error(HTTPStatus.BAD_REQUEST, f"bad JSON: {(str(exc).splitlines() or [''])[0][:200]}")
+            return
+        participant = self._participant(body.get("token"))
+        answer = self.server.store.record(participant, body.get("question"), body.get("choice"), body.get("elapsed_ms"))
+        if self.server.log_answers:
+            print(f"{answer.participant} sheet {answer.sheet} question {answer.question}: {answer.choice}")
+        self._json(HTTPStatus.OK, {"ok": True, "state": self._state(answer.participant)})
 
 
 class StudyServer:
@@ -184,6 +289,9 @@ class StudyServer:
                 raise BlindbenchError(f"port {port} on {host} is in use; pick another with --port") from None
             raise BlindbenchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.httpd.study, self.httpd.store, self.httpd.log_answers = study, store, log_answers
+        bound = str(self.httpd.server_address[0]).lower()
+        self.httpd.host_names = frozenset({host.lower().strip("[]"), bound, *_LOCAL_NAMES} - {""})
+        self.httpd.any_ip = host in _WILDCARDS
         self.study, self.store = study, store
         self._thread: threading.Thread | None = None
 
@@ -201,7 +309,8 @@ class StudyServer:
         return f"http://{host}:{self.port}/"
 
     def participant_url(self, participant: str) -> str:
-        return f"{self.url}?p={participant}"
+        """The link to hand ``participant``: it holds their secret token (KeyError for an unknown id)."""
+        return f"{self.url}?t={self.study.token_of(participant)}"
 
     def serve_forever(self) -> None:
         self.httpd.serve_forever(poll_interval=0.2)
@@ -226,13 +335,14 @@ class StudyServer:
 
 
 def run_study_serve(cfg: StudyServeConfig) -> None:
-    """``blindbench study serve``: print the URL, serve until Ctrl-C."""
+    """``blindbench study serve``: print the URL and every participant's link, serve until Ctrl-C."""
     if not cfg.study:
         raise BlindbenchError("give the study folder to serve")
     server = StudyServer(cfg.study, cfg.host, cfg.port, log_answers=True)
-    ids = sorted(server.study.participants)
     print(f"study {Path(cfg.study)} at {server.url} (Ctrl-C to stop); answers go to {server.store.path}")
-    print(f"  participant links: {server.participant_url(ids[0])} … {server.participant_url(ids[-1])}")
+    print("  participant links (hand each person only their own; the token in it is their password):")
+    for participant, sheet in sorted(server.study.participants.items()):
+        print(f"    {participant} (sheet {sheet}): {server.participant_url(participant)}")
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"  note: bound to {cfg.host}, so other machines can reach the page", file=sys.stderr)
     sys.stdout.flush()

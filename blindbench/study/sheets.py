@@ -2,8 +2,10 @@
 
 A study folder holds::
 
-    study.json    manifest: resolved config, participants, sha256 of sheets.csv and of every image
-    sheets.csv    sheet,question,left,right,input (image paths relative to the folder; input may be empty)
+    study.json    manifest: study id, resolved config, participants (id, sheet, secret token), sha256 of
+                  sheets.csv and of every image
+    sheets.csv    sheet,question,left,right,input,study (image paths relative to the folder; input may be
+                  empty; study: the study id on every row)
     images/       s01q01-left.png, s01q01-right.png, s01q01-input.png, ... (re-encoded: no metadata to tell)
     key.json      the answer key: which method is on which side; the web page never serves it
     print/        sheet-01.html, ... printable sheets (only with --html)
@@ -13,6 +15,11 @@ each cell equally often (within one). The method's side alternates along that de
 one per cell and within two per sheet, and it never depends on the sample; one seeded coin flips all sides.
 Samples are drawn per cell from a seeded permutation of the keys both methods saved, reused only when a cell
 needs more questions than it has samples.
+
+Every study gets a random id (``study_id``) written into study.json, every row of sheets.csv, key.json and the
+answer store, so two studies of the same shape never pass for each other: a key, sheet file or answer store
+from another study is refused. Each participant gets a random token; the link ``/?t=TOKEN`` is what the
+experimenter hands out, and the page accepts no answer without one.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import html
 import io
 import json
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from collections import Counter
@@ -38,12 +47,14 @@ from blindbench.imageio import atomic_write_bytes, sha256_file
 from blindbench.options import comma_list
 from blindbench.study.config import StudyMakeConfig
 
-STUDY_FORMAT = "blindbench-study/1"
-KEY_FORMAT = "blindbench-study-key/1"
+STUDY_FORMAT = "blindbench-study/2"  # /1 had no study id nor participant tokens
+KEY_FORMAT = "blindbench-study-key/2"
 MANIFEST_NAME = "study.json"
 SHEETS_NAME = "sheets.csv"
 KEY_NAME = "key.json"
-SHEET_COLUMNS = ("sheet", "question", "left", "right", "input")
+SHEET_COLUMNS = ("sheet", "question", "left", "right", "input", "study")
+STUDY_ID_RE = re.compile(r"[0-9a-f]{32}")
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 SIDES = ("left", "right")
 
 
@@ -78,6 +89,15 @@ class Study:
     questions: tuple[Question, ...]
     participants: dict[str, int]  # participant id -> sheet
     sheets_sha256: str
+    study_id: str
+    tokens: dict[str, str]  # secret token -> participant id
+
+    def token_of(self, participant: str) -> str:
+        """The secret token of ``participant`` (KeyError when unknown)."""
+        for token, owner in self.tokens.items():
+            if owner == participant:
+                return token
+        raise KeyError(participant)
 
     def sheet(self, number: int) -> list[Question]:
         """The questions of one sheet, in the order they are asked."""
@@ -137,7 +157,6 @@ def index_runs(runs: Path) -> tuple[dict[tuple[str, str, str], _Sample], dict[tu
             if (row["set"], row["key"]) not in inputs and picture.is_file():
                 inputs[(row["set"], row["key"])] = picture
     return outputs, inputs
-
 
 
 def _check_label(label: str, known: set[str], what: str, runs: Path) -> None:
@@ -213,7 +232,8 @@ def make_study(cfg: StudyMakeConfig) -> Path:
     """Write a study folder as ``cfg`` says (see the module docstring); returns the folder.
 
     Everything is written to a temporary sibling first and renamed at the end, so a failed run leaves nothing
-    under the final name. The bytes of sheets.csv, key.json and the images depend only on the runs and ``cfg``.
+    under the final name. The images depend only on the runs and ``cfg``; so do sheets.csv and key.json, apart
+    from the random study id they carry.
     """
     from blindbench.imageio import encode_png, read_image
 
@@ -261,6 +281,7 @@ def make_study(cfg: StudyMakeConfig) -> Path:
     drawn = draw_questions(cells, by_cell, cfg.sheets, cfg.pairs, cfg.seed)
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    study_id = secrets.token_hex(16)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         (tmp / "images").mkdir()
@@ -296,7 +317,7 @@ def make_study(cfg: StudyMakeConfig) -> Path:
             if picture is not None:
                 names["input"] = f"images/{stem}-input.png"
                 place(picture, names["input"])
-            sheet_rows.append({"sheet": q["sheet"], "question": q["question"], **names})
+            sheet_rows.append({"sheet": q["sheet"], "question": q["question"], **names, "study": study_id})
             method_left = cfg.method if q["method_left"] else q["opponent"]
             method_right = q["opponent"] if q["method_left"] else cfg.method
             key_rows.append(
@@ -318,15 +339,21 @@ def make_study(cfg: StudyMakeConfig) -> Path:
         writer.writerows(sheet_rows)
         atomic_write_bytes(tmp / SHEETS_NAME, buffer.getvalue().encode())
         sheets_sha = sha256_file(tmp / SHEETS_NAME)
-        key = {"format": KEY_FORMAT, "method": cfg.method, "sheets_sha256": sheets_sha, "questions": key_rows}
+        key = {"format": KEY_FORMAT, "study_id": study_id, "method": cfg.method, "sheets_sha256": sheets_sha,
+               "questions": key_rows}  # fmt: skip
         atomic_write_bytes(tmp / KEY_NAME, (json.dumps(key, indent=1) + "\n").encode())
         n_participants = cfg.participants or cfg.sheets
-        participants = [{"id": f"p{j + 1:0{width}d}", "sheet": j % cfg.sheets + 1} for j in range(n_participants)]
+        # The id is what the experimenter sees; the token (in the link) is what lets a participant answer.
+        participants = [
+            {"id": f"p{j + 1:0{width}d}", "sheet": j % cfg.sheets + 1, "token": secrets.token_urlsafe(18)}
+            for j in range(n_participants)
+        ]
         counts = Counter(f"{q['set']}/{q['opponent']}" for q in drawn)
         reused = {f"{s}/{o}": len(by_cell[(s, o)]) for s, o in cells if counts[f"{s}/{o}"] > len(by_cell[(s, o)])}
         resolved = dataclasses.replace(cfg, runs=str(runs.resolve()), out=str(out.resolve()))
         manifest = {
             "format": STUDY_FORMAT,
+            "study_id": study_id,
             "config": dataclasses.asdict(resolved),
             "method": cfg.method,
             "opponents": opponents,
@@ -342,7 +369,7 @@ def make_study(cfg: StudyMakeConfig) -> Path:
         }
         atomic_write_bytes(tmp / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
         if cfg.html:
-            questions = tuple(Question(**r) for r in sheet_rows)
+            questions = tuple(Question(**{k: v for k, v in r.items() if k != "study"}) for r in sheet_rows)
             for sheet in range(1, cfg.sheets + 1):
                 page = printable_sheet([q for q in questions if q.sheet == sheet], sheet, cfg.sheets)
                 atomic_write_bytes(tmp / "print" / f"sheet-{sheet:0{width}d}.html", page.encode())
@@ -400,35 +427,72 @@ def _read_json(path: Path, what: str) -> dict:
     return data
 
 
+def _check_format(data: dict, path: Path, expected: str, what: str) -> None:
+    found = data.get("format")
+    if found != expected:
+        older = isinstance(found, str) and found.rsplit("/", 1)[0] == expected.rsplit("/", 1)[0]
+        hint = "; it was made by an older blindbench (no study id): make the study again" if older else ""
+        raise BlindbenchError(f"{path} is not a {expected} {what} (format {found!r}){hint}")
+
+
+def _participants(manifest: dict, path: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """({participant id: sheet}, {token: participant id}) from the manifest, checked."""
+    participants: dict[str, int] = {}
+    tokens: dict[str, str] = {}
+    entries = manifest.get("participants")
+    if not isinstance(entries, list) or not entries:
+        raise BlindbenchError(f"bad study manifest {path}: no participants")
+    for entry in entries:
+        try:
+            pid, sheet, token = str(entry["id"]), int(entry["sheet"]), entry["token"]
+        except (KeyError, TypeError, ValueError):
+            raise BlindbenchError(f"bad study manifest {path}: participant entry {entry!r}") from None
+        if not isinstance(token, str) or not TOKEN_RE.fullmatch(token) or token in tokens or pid in participants:
+            raise BlindbenchError(f"bad study manifest {path}: participant {pid} lacks a unique token")
+        participants[pid], tokens[token] = sheet, pid
+    return participants, tokens
+
+
 def load_study(root: str | os.PathLike[str], check_images: bool = True) -> Study:
     """Read a study folder and check sheets.csv (and, with ``check_images``, every image) against study.json.
 
     Raises:
-        BlindbenchError: the folder, manifest or sheet file is missing, or a file was changed after ``make``.
+        BlindbenchError: the folder, manifest or sheet file is missing, a file was changed after ``make``, or
+            the sheet file belongs to another study.
     """
     root = Path(root)
     if not root.is_dir():
         raise BlindbenchError(f"study folder not found: {root}")
-    manifest = _read_json(root / MANIFEST_NAME, "study manifest")
-    if manifest.get("format") != STUDY_FORMAT:
-        raise BlindbenchError(f"{root / MANIFEST_NAME} is not a {STUDY_FORMAT} manifest")
+    manifest_path = root / MANIFEST_NAME
+    manifest = _read_json(manifest_path, "study manifest")
+    _check_format(manifest, manifest_path, STUDY_FORMAT, "manifest")
+    study_id = manifest.get("study_id")
+    if not isinstance(study_id, str) or not STUDY_ID_RE.fullmatch(study_id):
+        raise BlindbenchError(f"bad study manifest {manifest_path}: study_id {study_id!r} is not 32 hex digits")
     sheets_path = root / manifest.get("sheets_file", SHEETS_NAME)
     if not sheets_path.is_file():
         raise BlindbenchError(f"sheet file not found: {sheets_path}")
-    actual = sha256_file(sheets_path)
-    if actual != manifest.get("sheets_sha256"):
-        raise BlindbenchError(
-            f"{sheets_path} was changed after `study make` (sha256 {actual[:12]}…, study.json records "
-            f"{str(manifest.get('sheets_sha256'))[:12]}…)"
-        )
     try:
         with open(sheets_path, newline="") as handle:
             rows = list(csv.DictReader(handle))
         questions = tuple(
             Question(int(r["sheet"]), int(r["question"]), r["left"], r["right"], r["input"] or "") for r in rows
         )
-    except (KeyError, ValueError, TypeError) as exc:
+        others = [(line, r["study"]) for line, r in enumerate(rows, start=2) if r["study"] != study_id]
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError, ValueError, TypeError) as exc:
         raise BlindbenchError(f"bad sheet file {sheets_path}: {exc}") from None
+    if others:  # checked before the hash: "another study" says more than "changed"
+        line, other = others[0]
+        raise BlindbenchError(
+            f"{sheets_path} line {line} belongs to study {other!r}, not {study_id} (study.json): "
+            "the sheets of another study"
+        )
+    actual = sha256_file(sheets_path)
+    if actual != manifest.get("sheets_sha256"):
+        raise BlindbenchError(
+            f"{sheets_path} was changed after `study make` (sha256 {actual[:12]}…, study.json records "
+            f"{str(manifest.get('sheets_sha256'))[:12]}…)"
+        )
     if check_images:
         recorded = manifest.get("images", {})
         for name in sorted({p for q in questions for p in (q.left, q.right, q.input) if p}):
@@ -437,20 +501,24 @@ def load_study(root: str | os.PathLike[str], check_images: bool = True) -> Study
                 raise BlindbenchError(f"study image missing: {path}")
             if sha256_file(path) != recorded.get(name):
                 raise BlindbenchError(f"study image {path} was changed after `study make` (sha256 differs)")
-    participants = {str(p["id"]): int(p["sheet"]) for p in manifest.get("participants", [])}
-    return Study(root, manifest, questions, participants, actual)
+    participants, tokens = _participants(manifest, manifest_path)
+    return Study(root, manifest, questions, participants, actual, study_id, tokens)
 
 
 def load_key(study: Study) -> dict[tuple[int, int], KeyEntry]:
-    """The answer key of ``study``, checked to belong to its sheet file: {(sheet, question): entry}.
+    """The answer key of ``study``, checked to belong to it (study id) and its sheet file: {(sheet, question): entry}.
 
     Raises:
-        BlindbenchError: key.json is missing, malformed, or made for other sheets.
+        BlindbenchError: key.json is missing, malformed, or made for another study or other sheets.
     """
     path = study.root / KEY_NAME
     key = _read_json(path, "answer key")
-    if key.get("format") != KEY_FORMAT:
-        raise BlindbenchError(f"{path} is not a {KEY_FORMAT} answer key")
+    _check_format(key, path, KEY_FORMAT, "answer key")
+    if key.get("study_id") != study.study_id:
+        raise BlindbenchError(
+            f"answer key {path} belongs to study {key.get('study_id')!r}, not {study.study_id} (study.json): "
+            "the key of another study"
+        )
     if key.get("sheets_sha256") != study.sheets_sha256:
         raise BlindbenchError(f"answer key {path} was made for other sheets (its sheets_sha256 does not match)")
     try:
@@ -469,16 +537,20 @@ def load_key(study: Study) -> dict[tuple[int, int], KeyEntry]:
 
 
 def run_study_make(cfg: StudyMakeConfig) -> Path:
-    """``blindbench study make``: write the study and print where it is and how to serve it."""
+    """``blindbench study make``: write the study and print where it is, how to serve it and each participant's
+    token (the secret part of their link)."""
     out = make_study(cfg)
     manifest = json.loads((out / MANIFEST_NAME).read_text())
+    participants = manifest["participants"]
     print(
-        f"study {out}: {cfg.sheets} sheets × {cfg.pairs} pairs, {cfg.method} vs {', '.join(manifest['opponents'])} "
-        f"on {', '.join(manifest['sets'])}; {len(manifest['participants'])} participant ids "
-        f"({manifest['participants'][0]['id']}…)"
+        f"study {out} (id {manifest['study_id']}): {cfg.sheets} sheets × {cfg.pairs} pairs, {cfg.method} vs "
+        f"{', '.join(manifest['opponents'])} on {', '.join(manifest['sets'])}; {len(participants)} participants"
     )
     for cell, n in manifest["cells_reusing_samples"].items():
         print(f"  note: {cell} has only {n} samples with both methods saved; some are asked more than once")
-    print(f"  answer key: {out / KEY_NAME} (keep it from participants)")
-    print(f"  serve: blindbench study serve {out}")
+    print(f"  answer key: {out / KEY_NAME} (keep it, and study.json, from participants)")
+    print(f"  serve: blindbench study serve {out}  (it prints each participant's link)")
+    print("  participant links are <served URL>/?t=TOKEN:")
+    for p in participants:
+        print(f"    {p['id']} (sheet {p['sheet']}): ?t={p['token']}")
     return out
