@@ -214,16 +214,20 @@ def run_sheet(cfg: SheetConfig) -> Path:
             pattern = json.loads(raw["json"])["pattern"]
             if wanted.get(pattern, 0) > 0:
                 wanted[pattern] -= 1
-                rows.append(
-                    {
-                        "pattern": pattern,
-                        "input": decode_png(raw["input.png"]),
-                        "mask": decode_png(raw["mask.png"], grey=True),
-                        "soft_mask": decode_png(raw["soft_mask.png"], grey=True),
-                        "fill": decode_png(raw["fill.png"]),
-                        "target": decode_png(raw["target.png"]),
-                    }
-                )
+                try:
+                    rows.append(
+                        {
+                            "pattern": pattern,
+                            "input": decode_png(raw["input.png"]),
+                            "mask": decode_png(raw["mask.png"], grey=True),
+                            "soft_mask": decode_png(raw["soft_mask.png"], grey=True),
+                            "fill": decode_png(raw["fill.png"]),
+                            "target": decode_png(raw["target.png"]),
+                        }
+                    )
+                except (KeyError, ValueError) as exc:
+                    raise BlindbenchError(f"bad sample {raw.get('__key__')} in {url}: {exc} (regenerate the set)"
+                                          ) from None  # fmt: skip
         if not any(wanted.values()):
             break
     order = {r.name: i for i, r in enumerate(spec.recipes)}

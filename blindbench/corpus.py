@@ -525,6 +525,10 @@ class Corpus:
         try:
             self.manifest = json.loads(manifest_path.read_text())
             self.name = self.manifest["name"]
+            missing = [k for k, kind in (("config", dict), ("arrays", dict), ("crops", dict))
+                       if not isinstance(self.manifest.get(k), kind)]  # fmt: skip
+            if missing:
+                raise KeyError(f"no {', '.join(missing)}")
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise BlindbenchError(f"corrupt corpus manifest {manifest_path} ({exc}): rebuild it with "
                                   f"`blindbench corpus build`") from None  # fmt: skip

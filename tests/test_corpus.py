@@ -217,3 +217,9 @@ def test_bad_corpus_config_values_and_corrupt_manifest_are_one_line_errors(tmp_p
     (tmp_path / "corpus.json").write_text('{"name": "photos", "crops"')  # cut off mid-write
     with pytest.raises(BlindbenchError, match="corrupt corpus manifest .*corpus build"):
         Corpus(tmp_path)
+
+
+def test_corpus_json_missing_keys_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "corpus.json").write_text('{"name": "photos", "arrays": []}')
+    with pytest.raises(BlindbenchError, match=r"corrupt corpus manifest .*no config, arrays, crops"):
+        Corpus(tmp_path)

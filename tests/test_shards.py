@@ -154,3 +154,26 @@ def test_folder_lock_is_removed_and_reusable(tmp_path: Path) -> None:
     (tmp_path / "f" / LOCK_NAME).write_text("999999\n")  # left by a killed run: not locked, taken over
     with exclusive_folder(tmp_path / "f", "generate"):
         pass
+
+
+def test_sheet_of_a_shard_with_a_corrupt_png_is_one_line(demo_dir: Path, demo_spec, tmp_path: Path, capsys) -> None:
+    import io
+    import tarfile
+
+    from blindbench.cli import main
+
+    folder = tmp_path / "corrupt"
+    shutil.copytree(demo_dir, folder)
+    shard = folder / demo_spec.shard_name(0)
+    members = []
+    with tarfile.open(shard) as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member).read()
+            members.append((member, b"\x89PNG broken" if member.name.endswith("input.png") else data))
+    with tarfile.open(shard, "w") as tar:
+        for member, data in members:
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    assert main(["sheet", "--set", "photos-demo", "--out", str(folder), "--png", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad sample photos-demo_000000" in err[0]
