@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -225,6 +226,8 @@ def ensure_corpus(spec: SetSpec, workers: int = -1, progress: bool = True) -> No
     """Build the set's corpus if it is not built yet."""
     if is_built(spec.corpus.name):
         return
+    print(f"set {spec.name}: building its corpus {spec.corpus.name!r} first (as `blindbench corpus build` does)",
+          file=sys.stderr)  # an earlier step of the chain: say so rather than run it silently
     if spec.corpus.embedded:
         if spec.corpus.name != "photos":
             raise BlindbenchError(f"set {spec.name}: corpus {spec.corpus.name!r} is not built and names no folders")
