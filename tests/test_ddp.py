@@ -81,7 +81,7 @@ def assert_written_by_one_rank(run_dir: Path, steps: int) -> None:
     """config.toml, metrics.csv and one checkpoint; each metric of each step written once; the checkpoint loads."""
     from blindbench.checkpoint import load_model_from_checkpoint
 
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.toml", "metrics.csv"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.toml", "loss-curve.png", "metrics.csv"]
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.pt"]  # no temp file of a second writer
     text = (run_dir / "metrics.csv").read_text()
     assert text.count("step,stage,name,value") == 1
@@ -150,8 +150,9 @@ def test_critic_gradients_are_averaged_over_ranks(shards_run) -> None:
 def test_shard_ranks_read_disjoint_samples_in_equal_batches(shards_run) -> None:
     _, ranks = shards_run
     for r in ranks:
-        # (position in the stage, epoch): the joint stage's epochs count from 1000
-        assert [(b["position"], b["epoch"]) for b in r["batches"]] == [(0, 0), (1, 0), (2, 1), (0, 1000)]
+        # (position in the stage, epoch): the joint stage's epochs count from 1000; its one step reads a batch for
+        # the generator and a fresh one for its critic update
+        assert [(b["position"], b["epoch"]) for b in r["batches"]] == [(0, 0), (1, 0), (2, 1), (0, 1000), (1, 1000)]
         assert all(len(b["keys"]) == 8 for b in r["batches"])
     for epoch in (0, 1, 1000):
         seen = [{k for b in r["batches"] if b["epoch"] == epoch for k in b["keys"]} for r in ranks]
@@ -202,11 +203,16 @@ def test_rank_zero_validation_reads_every_shard(demo_dir: Path, monkeypatch) -> 
     model = create_model("vcn", "tiny")
     seen = []
     forward = model.forward
-    monkeypatch.setattr(model, "forward", lambda image: seen.append(image.shape[0]) or forward(image))
+    def blind_counted(image, mask=None):
+        if mask is None:  # validation also runs each batch guided by the true mask
+            seen.append(image.shape[0])
+        return forward(image, mask=mask)
+
+    monkeypatch.setattr(model, "forward", blind_counted)
     cfg = train.TrainConfig(model="vcn", preset="tiny", set="photos-demo", val_set="photos-demo", val_batches=99,
-                            batch_joint=16, image_size=32, device="cpu", workers=0, perceptual=False)
+                            val_batch=16, image_size=32, device="cpu", workers=0, perceptual=False)
     values = train.validate(cfg, model, train.Runtime(torch.device("cpu")))
-    assert sum(seen) == 48 and set(values) == {"val_psnr", "val_ssim", "val_bce"}
+    assert sum(seen) == 48 and {"val_psnr", "val_ssim", "val_bce", "val_psnr_true_mask"} <= set(values)
 
 
 # ------------------------------------------------------------------------------------------------------ probe
@@ -231,8 +237,8 @@ def _probe_main() -> int:
 
     train_step = train.Trainer.train_step
 
-    def recorded_step(self, stage, batch):
-        logs, out = train_step(self, stage, batch)
+    def recorded_step(self, stage, batch, critic_batches=None):
+        logs, out = train_step(self, stage, batch, critic_batches)
         record["skipped"].append("skipped" in logs)
         return logs, out
 
@@ -255,8 +261,8 @@ def _probe_main() -> int:
 
     run = train.Trainer.run
 
-    def recorded_run(self, resume):
-        run(self, resume)
+    def recorded_run(self, position=None):
+        run(self, position)
         record["digest"] = {"model": digest(self.raw_model.state_dict())}
         if self.critics is not None:
             record["digest"].update({k: digest(m.state_dict()) for k, m in self.critics.modules().items()})
