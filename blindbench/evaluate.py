@@ -393,9 +393,7 @@ def _files_predictor(images: dict[str, Path], masks: dict[str, Path]) -> Callabl
 
 
 def _predictor(cfg: EvalConfig, device: torch.device) -> Callable[[dict], tuple[Tensor, Tensor | None]]:
-    """A function batch → (restored image, mask logits or None) for the configured method."""
-    if cfg.predictions:
-        raise AssertionError("prediction folders are read by _files_predictor")
+    """A function batch → (restored image, mask logits or None) for the configured method (not --predictions)."""
     if cfg.model == "input":
         return lambda batch: (batch["input"], None)
     if cfg.model == "oracle-telea":

@@ -236,8 +236,9 @@ def run_publish(cfg: ZooPublishConfig) -> Path:
         raise BlindbenchError("give the training run folder with --run")
     run = Path(cfg.run)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
-    planned = state["config"]["steps_separate"] * (state["config"]["stage"] != "joint") + state["config"][
-        "steps_joint"] * (state["config"]["stage"] != "separate")
+    config = state["config"]
+    both = config["steps_separate"] + config["steps_joint"]
+    planned = {"separate": config["steps_separate"], "joint": config["steps_joint"]}.get(config["stage"], both)
     finished = state["step"] >= planned
     if not finished and not cfg.unfinished:
         raise BlindbenchError(f"{run} stopped at step {state['step']} of {planned}: finish it (train --resume) or "
