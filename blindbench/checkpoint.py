@@ -129,6 +129,25 @@ def check_weights(weights: Any, recorded_sha256: str | None, what: str) -> None:
         raise BlindbenchError(f"{what}: {len(bad)} weight tensor(s) hold NaN or inf, e.g. {bad[0]}")
 
 
+def read_weights(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """A training checkpoint or a weights-only file (``blindbench.zoo``) with its weights checked and in float32.
+
+    Returns the file's dict with ``model`` as float32 tensors; one-line errors (starting with ``what``) for a
+    missing or unreadable file, no weights, a digest mismatch or non-finite weights.
+    """
+    path = checkpoint_file(path)
+    if not path.is_file():
+        raise BlindbenchError(f"{what} not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a damaged file
+        raise BlindbenchError(f"cannot read {what} {path} ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or "model" not in blob:
+        raise BlindbenchError(f"{path} is neither a blindbench checkpoint nor a weights file")
+    check_weights(blob["model"], blob.get("model_sha256"), f"{what} {path}")
+    return {**blob, "model": {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}}
+
+
 def hardware() -> dict[str, Any]:
     """What a training session ran on: device name, torch threads, CPU model."""
     cpu = platform.processor() or platform.machine()

@@ -48,6 +48,7 @@ from blindbench.checkpoint import (
     hardware,
     load_checkpoint,
     load_weights,
+    read_weights,
     restore_rng,
     save_checkpoint,
     unwrap,
@@ -567,21 +568,11 @@ def _average_gradients(params: list[Tensor], world: int) -> None:
 
 def load_init_weights(model: nn.Module, cfg: TrainConfig) -> None:
     """Load ``cfg.init`` (a training checkpoint, run folder or zoo weights file) into ``model``; one-line errors."""
-    path = checkpoint_file(cfg.init)
-    if not path.is_file():
-        raise BlindbenchError(f"init weights not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a damaged file
-        raise BlindbenchError(f"cannot read init weights {path} ({type(exc).__name__})") from None
-    if not isinstance(blob, dict) or "model" not in blob:
-        raise BlindbenchError(f"{path} is neither a blindbench checkpoint nor a weights file")
+    blob = read_weights(cfg.init, "init weights")
     if (blob.get("model_name"), blob.get("preset")) != (cfg.model, cfg.preset):
-        raise BlindbenchError(f"init weights {path} are {blob.get('model_name')} ({blob.get('preset')}), not "
+        raise BlindbenchError(f"init weights {cfg.init} are {blob.get('model_name')} ({blob.get('preset')}), not "
                               f"{cfg.model} ({cfg.preset})")
-    check_weights(blob["model"], blob.get("model_sha256"), f"init weights {path}")
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
-    load_weights(model, weights, f"init weights {path} do not fit model {cfg.model!r}")
+    load_weights(model, blob["model"], f"init weights {cfg.init} do not fit model {cfg.model!r}")
 
 
 def _default_out(cfg: TrainConfig) -> Path:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from blindbench.checkpoint import check_weights, load_checkpoint, weights_digest
+from blindbench.checkpoint import check_weights, load_checkpoint, read_weights, weights_digest
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes, sha256_file
 from blindbench.options import option as _option
@@ -86,16 +86,11 @@ def load_pretrained(model: str, name: str, map_location: str | torch.device = "c
         raise BlindbenchError(f"zoo weights missing: {path} (its card is there: restore the file from git)")
     if sha256_file(path) != card["weights_sha256"]:
         raise BlindbenchError(f"zoo weights {path} do not match the sha256 on their card: the file is damaged")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a damaged file
-        raise BlindbenchError(f"cannot read zoo weights {path} ({type(exc).__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT or blob.get("model_name") != model:
+    blob = read_weights(path, "zoo weights")
+    if blob.get("format") != WEIGHTS_FORMAT or blob.get("model_name") != model:
         raise BlindbenchError(f"{path} is not a blindbench weights file of {model!r}")
-    check_weights(blob["model"], blob.get("model_sha256"), f"zoo weights {path}")
     network = create_model(model, card["preset"])
-    load_weights(network, {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()},
-                 f"zoo weights {path} do not fit model {model!r}")  # fmt: skip
+    load_weights(network, blob["model"], f"zoo weights {path} do not fit model {model!r}")
     return network.to(map_location).eval()
 
 
