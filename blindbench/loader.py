@@ -25,7 +25,7 @@ import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
 from blindbench.corpus import Corpus
-from blindbench.errors import ShardError
+from blindbench.errors import BlindbenchError, ShardError
 from blindbench.imageio import decode_png
 from blindbench.paths import corpus_dir, set_dir
 from blindbench.sets import SetSpec
@@ -50,6 +50,23 @@ def shard_urls(spec: SetSpec, folder: str | os.PathLike[str] | None = None) -> l
     if missing:
         raise ShardError(f"missing shard {missing[0]} (run `blindbench generate --set {spec.name}`)")
     return urls
+
+
+def worker_errors(batches: Iterator[dict]) -> Iterator[dict]:
+    """Batches from a DataLoader, re-raising a worker's user-facing error with its own one-line message.
+
+    torch re-raises a worker's exception as ``type(exc)(text)`` where the text is the whole worker traceback;
+    for a bad input (a corrupt shard, an unbuilt corpus, an unreadable file) the user needs only its last line.
+    Other exceptions are bugs and keep their traceback.
+    """
+    try:
+        yield from batches
+    except (BlindbenchError, OSError) as exc:
+        text = str(exc)
+        if not (text.startswith("Caught ") and "DataLoader worker" in text.partition("\n")[0]):
+            raise
+        last = text.rstrip().rpartition("\n")[2]  # "blindbench.errors.ShardError: the message"
+        raise type(exc)(last.partition(": ")[2] or last) from None
 
 
 def _rank_world() -> tuple[int, int]:

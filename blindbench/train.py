@@ -296,6 +296,13 @@ class BatchSource:
                 raise ConfigError(f"set {self.spec.name} has {self.spec.shard_count} shards, fewer than the "
                                   f"{runtime.world} processes")
         else:
+            from blindbench.shards import ensure_corpus
+
+            # the stream cuts crops from the corpus inside the workers: build it here, once, before they start
+            if runtime.main:
+                ensure_corpus(self.spec, progress=cfg.progress)
+            if runtime.world > 1:
+                torch.distributed.barrier()
             per_rank = self.spec.count // runtime.world
         usable = per_rank - (workers - 1) * (batch_size - 1) if cfg.workers > 1 else per_rank
         self.steps_per_epoch = usable // batch_size
@@ -305,7 +312,7 @@ class BatchSource:
     def _loader(self, epoch: int) -> Iterator[dict]:
         from torch.utils.data import DataLoader
 
-        from blindbench.loader import CorruptionStream, collate, shard_dataset
+        from blindbench.loader import CorruptionStream, collate, shard_dataset, worker_errors
 
         seed = self.cfg.seed
         # an own generator: creating the iterator must not draw from the global torch RNG
@@ -316,7 +323,7 @@ class BatchSource:
         else:
             loader = DataLoader(CorruptionStream(self.spec, epoch), batch_size=self.batch_size, collate_fn=collate,
                                 num_workers=self.cfg.workers, drop_last=True, generator=generator)
-        return iter(loader)
+        return worker_errors(iter(loader))
 
     def batches(self, start: int = 0) -> Iterator[dict]:
         """Endless batches from position ``start`` (batches consumed in this stage)."""

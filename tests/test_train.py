@@ -379,3 +379,50 @@ def test_time_budget_stops_with_a_checkpoint_and_init_starts_from_weights(demo_d
         Trainer(_tiny_run(tmp_path, "g", model="gc", init=str(budget)), setup_runtime(cfg), tmp_path / "g")
     with pytest.raises(ConfigError, match="not both"):
         _tiny_run(tmp_path, "b", init=str(budget), resume=str(budget))
+
+
+def _data_root_with(monkeypatch, root: Path, session_root: Path, *, sets: bool, corpus: bool) -> None:
+    """Point BLINDBENCH_DATA at ``root``, holding a copy of the session's photos-demo shards and/or a link to its
+    corpus."""
+    import shutil
+
+    root.mkdir()
+    if sets:
+        shutil.copytree(session_root / "sets" / "photos-demo", root / "sets" / "photos-demo")
+    if corpus:
+        (root / "corpora").mkdir()
+        (root / "corpora" / "photos").symlink_to(session_root / "corpora" / "photos")
+    monkeypatch.setenv("BLINDBENCH_DATA", str(root))
+
+
+def test_a_corrupt_shard_read_by_a_loader_worker_is_one_line(demo_dir: Path, data_root: Path, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    _data_root_with(monkeypatch, tmp_path / "data", data_root, sets=True, corpus=True)
+    for shard in sorted((tmp_path / "data" / "sets" / "photos-demo").glob("*.tar")):
+        with shard.open("r+b") as handle:
+            handle.truncate(700)
+    with pytest.raises(BlindbenchError) as info:
+        run_train(tiny_config(tmp_path / "run", workers=1, stage="separate", steps_separate=2))
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message and "worker" not in message
+    assert "photos-demo" in message and ".tar" in message
+
+
+def test_the_stream_builds_an_unbuilt_corpus_before_its_workers_start(demo_dir: Path, data_root: Path,
+                                                                        tmp_path: Path, monkeypatch, capsys) -> None:
+    from blindbench import shards
+
+    _data_root_with(monkeypatch, tmp_path / "data", data_root, sets=False, corpus=False)
+    built = []
+
+    def link_session_corpus(**kwargs) -> dict:  # building it for real takes a while; the session's is the same
+        built.append(kwargs)
+        (tmp_path / "data" / "corpora").mkdir()
+        (tmp_path / "data" / "corpora" / "photos").symlink_to(data_root / "corpora" / "photos")
+        return {}
+
+    monkeypatch.setattr(shards, "build_embedded_corpus", link_session_corpus)
+    run_dir = run_train(tiny_config(tmp_path / "run", source="stream", set="photos-train", workers=1,
+                                    stage="separate", steps_separate=1))
+    assert len(built) == 1 and (run_dir / "checkpoints" / "last.pt").is_file()
+    assert "building its corpus 'photos' first" in capsys.readouterr().err
