@@ -401,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, or torch's allocator failure (a RuntimeError on CPU, OutOfMemoryError on CUDA)."""
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -420,7 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"blindbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
-    except MemoryError:
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise  # any other RuntimeError is a bug: keep its traceback
         print("blindbench: error: out of memory (a smaller --batch, --tile or input image needs less)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -53,3 +53,49 @@ def test_train_flags_override_only_what_is_given(capsys, tmp_path: Path) -> None
     config = tmp_path / "run.toml"
     config.write_text('model = "gc"\nlamda_mask = 1.0\n')
     _one_line_error(capsys, ["train", "--config", str(config)], "did you mean 'lambda_mask'")
+
+
+def test_running_out_of_memory_is_one_line(capsys, monkeypatch) -> None:
+    """torch's CPU allocator fails with a RuntimeError, not a MemoryError; both are one line."""
+    import torch
+
+    from blindbench import cli
+
+    def allocate_too_much(cfg) -> None:
+        torch.empty(10**13)  # 40 TB: the allocator refuses it for real
+
+    config_type, _ = COMMANDS[("verify",)]
+    monkeypatch.setitem(cli.COMMANDS, ("verify",), (config_type, allocate_too_much))
+    _one_line_error(capsys, ["verify", "--set", "photos-demo"], r"out of memory \(a smaller --batch")
+
+    def a_bug(cfg) -> None:
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setitem(cli.COMMANDS, ("verify",), (config_type, a_bug))
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # other RuntimeErrors are bugs and keep a traceback
+        main(["verify", "--set", "photos-demo"])
+
+
+def test_inpainting_a_huge_image_under_a_memory_limit_is_one_line(tiny_vcn_run: Path, tmp_path: Path) -> None:
+    import resource
+
+    import cv2
+    import numpy as np
+
+    image = tmp_path / "huge.png"
+    cv2.imwrite(str(image), np.full((10000, 10000, 3), 90, np.uint8))  # 300 MB decoded, far more inside the net
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (5 * 2**30, 5 * 2**30))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "blindbench", "inpaint", "--checkpoint", str(tiny_vcn_run), str(image),
+         "-o", str(tmp_path / "out"), "--no-progress"],
+        capture_output=True, text=True, preexec_fn=limit_memory, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "blindbench: error: out of memory (a smaller --batch, --tile or input image needs less)"
+    ]
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written left behind
