@@ -23,6 +23,7 @@ from blindbench.evaluate import EvalConfig
 from blindbench.export import ExportConfig
 from blindbench.inpainting import InpaintConfig
 from blindbench.options import option as _option
+from blindbench.pairs import CorpusPairsConfig, run_corpus_pairs
 from blindbench.runtime import active_allocator
 from blindbench.study.config import StudyMakeConfig, StudyScoreConfig, StudyServeConfig
 from blindbench.tables import TablesConfig
@@ -207,7 +208,7 @@ def run_sheet(cfg: SheetConfig) -> Path:
 
     spec = load_set(cfg.set)
     folder = Path(cfg.out) if cfg.out else set_dir(spec.name)
-    wanted = {r.name: cfg.per_pattern for r in spec.recipes}
+    wanted = dict.fromkeys(spec.patterns, cfg.per_pattern)
     rows = []
     for url in shard_urls(spec, folder):
         for raw in iter_shard_samples(url):
@@ -230,7 +231,7 @@ def run_sheet(cfg: SheetConfig) -> Path:
                                           ) from None  # fmt: skip
         if not any(wanted.values()):
             break
-    order = {r.name: i for i, r in enumerate(spec.recipes)}
+    order = {name: i for i, name in enumerate(spec.patterns)}
     rows.sort(key=lambda row: order[row["pattern"]])
     png = Path(cfg.png) if cfg.png else folder / f"{spec.name}-contact-sheet.png"
     contact_sheet(rows, png, title=f"{spec.name}: one sample per corruption pattern")
@@ -322,6 +323,7 @@ def run_train_command(args: argparse.Namespace) -> None:
 
 COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
     ("corpus", "build"): (CorpusBuildConfig, run_corpus_build),
+    ("corpus", "pairs"): (CorpusPairsConfig, run_corpus_pairs),
     ("generate",): (GenerateConfig, run_generate),
     ("verify",): (VerifyConfig, run_verify),
     ("sheet",): (SheetConfig, run_sheet),

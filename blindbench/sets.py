@@ -35,6 +35,7 @@ from typing import Any
 from blindbench.corpus import ROLES, SPLITS, CorpusConfig
 from blindbench.corruption import Recipe, _unknown
 from blindbench.errors import ConfigError
+from blindbench.pairs import PAIR_PATTERN
 from blindbench.paths import manifests_dir
 
 _TOP_KEYS = {
@@ -50,7 +51,9 @@ _TOP_KEYS = {
     "recipes",
     "clean_order",
     "recipe_order",
+    "kind",
 }
+KINDS = ("synthetic", "pairs")
 _CORPUS_KEYS = {"name", "mode", "clean", "fill", "test_every", "val_every", "scales", "min_std",
                 "min_laplacian"}
 
@@ -88,6 +91,8 @@ class SetSpec:
         recipes: corruption recipes.
         recipe_order: ``cycle`` (sample i uses recipe i mod n: equal counts per pattern, for benchmarks) or
             ``weighted`` (drawn by weight).
+        kind: ``synthetic`` (O corrupted by the recipes) or ``pairs`` (real damaged/clean pairs of a corpus built
+            by ``blindbench corpus pairs``, mask derived; the ``[clean]`` split picks the pairs, no recipes).
         sha256: hash of the manifest file's bytes (recorded in the lock).
     """
 
@@ -104,9 +109,15 @@ class SetSpec:
     recipe_order: str = "weighted"
     clean_roles: tuple[str, ...] = ("clean",)
     fill_roles: tuple[str, ...] = ("fill",)
+    kind: str = "synthetic"
     description: str = ""
     sha256: str = ""
     path: str = ""
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """The pattern names its samples carry, in recipe order (a pairs set's samples are all ``paired``)."""
+        return (PAIR_PATTERN,) if self.kind == "pairs" else tuple(r.name for r in self.recipes)
 
     @property
     def shard_count(self) -> int:
@@ -125,6 +136,8 @@ def content_digest(spec: SetSpec) -> str:
     fields = dataclasses.asdict(spec)
     for key in ("description", "sha256", "path"):
         fields.pop(key)
+    if fields["kind"] == "synthetic":  # the default kind leaves the digests of sets made before kinds unchanged
+        fields.pop("kind")
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -195,8 +208,17 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
             raise ConfigError(f"set {name}: [{role}] roles must be a list of distinct roles out of "
                               f"{', '.join(ROLES)}, got {pool!r}")
         roles[role] = tuple(pool)
+    kind = data.get("kind", "synthetic")
+    if kind not in KINDS:
+        raise _unknown("set kind", kind, KINDS)
     recipes = data.get("recipes")
-    if not recipes:
+    if kind == "pairs":
+        if recipes or "fill" in data:
+            raise ConfigError(f"set {name}: a pairs set takes its damage from the pairs: no [[recipes]] or [fill]")
+        if corpus.clean or corpus.fill or set(corpus_table) != {"name"}:
+            raise ConfigError(f"set {name}: a pairs set names only its paired corpus: [corpus] name = ...")
+        recipes = []
+    elif not recipes:
         raise ConfigError(f"set {name}: at least one [[recipes]] entry is needed")
     clean_order = data.get("clean_order", "permutation")
     if clean_order not in ("permutation", "random"):
@@ -218,6 +240,7 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
         clean_order=clean_order,
         recipes=tuple(Recipe.from_dict(r) for r in recipes),
         recipe_order=recipe_order,
+        kind=kind,
         description=str(data.get("description", "")),
         sha256=sha256,
         path=path,

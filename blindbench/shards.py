@@ -35,6 +35,7 @@ from blindbench.corruption import PATTERNS_WITH_IMAGE_FILL, Corruption, apply, s
 from blindbench.errors import BlindbenchError, ShardError
 from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
 from blindbench.locking import exclusive_folder
+from blindbench.pairs import PairCorpus, is_pair_corpus, pair_sample
 from blindbench.paths import corpus_dir, manifests_dir, set_dir
 from blindbench.sets import SetSpec, content_digest
 
@@ -154,21 +155,40 @@ def _sidecar_content(sidecar: Path) -> str:
     return ""
 
 
+def open_corpus(spec: SetSpec) -> Corpus | PairCorpus:
+    """The set's built corpus: crops to corrupt, or real pairs for a ``kind = "pairs"`` set."""
+    return (PairCorpus if spec.kind == "pairs" else Corpus)(corpus_dir(spec.corpus.name))
+
+
+def set_sample(spec: SetSpec, corpus: Corpus | PairCorpus, index: int, clean_index: int) -> Sample:
+    """Sample ``index`` of the set: a synthetic corruption of crop ``clean_index``, or that real pair."""
+    if spec.kind != "pairs":
+        return corrupt_sample(spec, corpus, index, clean_index)
+    target, corruption, fields = pair_sample(corpus, spec.clean_split, clean_index)
+    key = sample_key(spec, index)
+    return Sample(key, target, corruption, {"key": key, "set": spec.name, "index": index, **fields})
+
+
+def source_count(spec: SetSpec, corpus: Corpus | PairCorpus) -> int:
+    """How many clean crops (or pairs) the set's samples are drawn from."""
+    return corpus.count(spec.clean_split) if spec.kind == "pairs" else len(clean_pool(spec, corpus))
+
+
 def write_shard(spec: SetSpec, shard: int, out_dir: Path) -> dict:
     """Generate one shard under a temporary name, then rename it; return its lock entry.
 
     Runs inside a joblib worker: it opens the corpus itself (memory-mapped) and returns only hashes.
     """
-    corpus = Corpus(corpus_dir(spec.corpus.name))
+    corpus = open_corpus(spec)
     indices = spec.shard_range(shard)
     final = out_dir / spec.shard_name(shard)
     tmp = out_dir / f".{final.name}.partial"
     try:
         with open(tmp, "wb") as handle:
             with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                cleans = clean_indices(spec, len(clean_pool(spec, corpus)), indices)
+                cleans = clean_indices(spec, source_count(spec, corpus), indices)
                 for index, clean_index in zip(indices, cleans):
-                    sample = corrupt_sample(spec, corpus, index, clean_index)
+                    sample = set_sample(spec, corpus, index, clean_index)
                     for ext, data in encode_sample(sample).items():
                         _tar_member(tar, f"{sample.key}.{ext}", data)
             handle.flush()
@@ -224,6 +244,11 @@ def library_versions() -> dict[str, str]:
 
 def ensure_corpus(spec: SetSpec, workers: int = -1, progress: bool = True) -> None:
     """Build the set's corpus if it is not built yet."""
+    if spec.kind == "pairs":
+        if not is_pair_corpus(spec.corpus.name):
+            raise BlindbenchError(f"set {spec.name}: paired corpus {spec.corpus.name!r} is not built (run "
+                                  f"`blindbench corpus pairs --name {spec.corpus.name} --input DIR --target DIR`)")
+        return
     if is_built(spec.corpus.name):
         return
     print(f"set {spec.name}: building its corpus {spec.corpus.name!r} first (as `blindbench corpus build` does)",
@@ -278,7 +303,7 @@ def generate_set(
     except OSError as exc:
         raise BlindbenchError(f"output folder not writable: {out_dir} ({exc.strerror})") from None
     ensure_corpus(spec, workers=workers, progress=progress)
-    corpus = Corpus(corpus_dir(spec.corpus.name))
+    corpus = open_corpus(spec)
     if corpus.manifest["config"]["crop"] != spec.size:
         raise BlindbenchError(
             f"set {spec.name} wants {spec.size}px images, corpus {corpus.name} has "
@@ -376,8 +401,8 @@ def verify_set(
     problems = []
     if lock.get("manifest_sha256") != spec.sha256:
         problems.append(f"lock {lock_path.name} was made from a different manifest than {spec.path}")
-    if lock.get("content_sha256") and is_built(spec.corpus.name):
-        content = shard_content(spec, Corpus(corpus_dir(spec.corpus.name)))
+    if lock.get("content_sha256") and (is_pair_corpus if spec.kind == "pairs" else is_built)(spec.corpus.name):
+        content = shard_content(spec, open_corpus(spec))
         if lock["content_sha256"] != content:
             problems.append(f"lock {lock_path.name} was made from another version of the set or its corpus")
     if lock.get("count") != spec.count or len(lock.get("shards", [])) != spec.shard_count:

@@ -295,6 +295,9 @@ class BatchSource:
             if per_rank == 0:
                 raise ConfigError(f"set {self.spec.name} has {self.spec.shard_count} shards, fewer than the "
                                   f"{runtime.world} processes")
+        elif self.spec.kind == "pairs":
+            raise ConfigError(f"set {self.spec.name} holds real pairs, which cannot be made on the fly: train on "
+                              f"its shards (source = \"shards\", after `blindbench generate --set {cfg.set}`)")
         else:
             from blindbench.shards import ensure_corpus
 
