@@ -1,4 +1,4 @@
-"""Pictures people would rather look at than read: contact sheets of benchmark samples."""
+"""Pictures people would rather look at than read: contact sheets of benchmark samples, loss curves, before/after."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def read_metrics_csv(path: str | os.PathLike[str]) -> tuple[dict[str, list[tuple
                 stages[row["stage"]] = min(stages.get(row["stage"], step), step)
     except FileNotFoundError:
         raise BlindbenchError(f"no training log at {path}") from None
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, csv.Error) as exc:
         raise BlindbenchError(f"{path} is not a blindbench metrics.csv ({type(exc).__name__}: {exc})") from None
     if not series:
         raise BlindbenchError(f"{path} holds no logged steps yet")
@@ -183,3 +183,75 @@ def before_after(
     if title:
         fig.suptitle(title, fontsize=9)
     return _save_figure(fig, path, dpi=110)
+
+
+def overlay_loss_curves(
+    runs: Sequence[tuple[str, str | os.PathLike[str]]],
+    path: str | os.PathLike[str],
+    losses: Sequence[str] = ("loss",),
+    validation: Sequence[str] = ("val_psnr", "val_bce"),
+    smooth: int = 0,
+    title: str = "",
+) -> Path:
+    """Several training runs' curves in one PNG: one panel per scalar, one colour per run in every panel.
+
+    Training scalars (``losses``) are drawn as trailing moving averages (``smooth`` logged steps; 0: a 30th
+    of each run's log), on a log axis when every value drawn is positive; validation scalars as logged, with
+    markers. A panel is drawn only when some run logged its scalar, and a run that did not is left out of it. A
+    dashed line in the run's colour marks where its joint stage begins.
+
+    Args:
+        runs: (legend label, metrics.csv path) per run.
+        path: output PNG (written atomically).
+
+    Raises:
+        BlindbenchError: a metrics.csv is missing, malformed or empty, or no run logged any of ``losses``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from blindbench.errors import BlindbenchError
+
+    logs = [(label, *read_metrics_csv(csv_path)) for label, csv_path in runs]
+    logged = sorted({name for _, series, _ in logs for name in series})
+    train_panels = [n for n in losses if n in logged]
+    if not train_panels:
+        raise BlindbenchError(f"no run logged {', '.join(losses)}; the runs logged: {', '.join(logged)}")
+    panels = train_panels + [n for n in validation if n in logged]
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.0 * columns, 3.4 * rows), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for p, name in enumerate(panels):
+        ax = axes[p // columns][p % columns]
+        positive, averaged = True, False
+        for r, (label, series, stages) in enumerate(logs):
+            colour = colours[r % len(colours)]
+            if "joint" in stages and len(stages) > 1:
+                ax.axvline(stages["joint"], color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
+            if name not in series:
+                continue
+            steps, values = zip(*series[name], strict=True)
+            if name in train_panels:
+                window = smooth if smooth > 0 else max(len(values) // 30, 1)
+                averaged = averaged or window > 1
+                drawn = moving_average(values, window)
+                ax.plot(steps, drawn, color=colour, label=label, linewidth=1.2)
+            else:
+                drawn = np.asarray(values, dtype=np.float64)
+                ax.plot(steps, drawn, color=colour, label=label, marker="o", markersize=3, linewidth=1.0)
+            positive = positive and bool(np.all(drawn > 0))
+        if name in train_panels and positive:
+            ax.set_yscale("log")
+        ax.set_title(name + (" (moving average)" if averaged else ""), fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines and any(not line.get_label().startswith("_") for line in ax.lines):
+            ax.legend(fontsize=8)
+    for p in range(len(panels), rows * columns):
+        axes[p // columns][p % columns].set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save_figure(fig, path, dpi=90)

@@ -221,6 +221,38 @@ def test_wilson_and_exact_binomial_golden() -> None:
         wilson_interval(3, 2)
 
 
+def _hand_written_wilson_and_p(k: int, n: int) -> tuple[float, float, float]:
+    """The formulas blindbench used before scipy.stats.binomtest (kept here as the reference the tables keep)."""
+    import math
+
+    z = 1.959963984540054
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1))
+    return max(0.0, centre - half), min(1.0, centre + half), min(1.0, 2 * tail / 2**n)
+
+
+def test_scores_are_scipys_binomtest_and_keep_the_tables_numbers() -> None:
+    from scipy.stats import binomtest
+
+    for n in range(1, 121):
+        for k in range(n + 1):
+            low, high = wilson_interval(k, n)
+            p = binomial_p_two_sided(k, n)
+            reference = binomtest(k, n, 0.5)
+            ci = reference.proportion_ci(confidence_level=0.95, method="wilson")
+            assert (low, high, p) == (ci.low, ci.high, reference.pvalue)  # exactly scipy's, not a copy of it
+            old = _hand_written_wilson_and_p(k, n)
+            # what table2.csv (6 decimals) and the markdown table (percent to 0.1, p to 3 places) print is unchanged
+            assert [f"{v:.6f}" for v in (low, high, p)] == [f"{v:.6f}" for v in old]
+            assert [f"{100 * v:.1f}" for v in (low, high)] == [f"{100 * v:.1f}" for v in old[:2]]
+            assert f"{p:.3f}" == f"{old[2]:.3f}" and f"{p:.2g}" == f"{old[2]:.2g}"
+            assert (low, high, p) == pytest.approx(old, rel=1e-12, abs=1e-15)
+    assert wilson_interval(7, 10, confidence=0.99)[0] < wilson_interval(7, 10)[0]
+
+
 def _answers_for(study: Path, shares: dict[tuple[str, str], int]) -> list[dict]:
     """Answers (sheet, question, choice) preferring vcn in exactly shares[cell] questions of each cell."""
     taken: Counter = Counter()
@@ -452,6 +484,18 @@ def test_bad_make_options_are_one_line_errors(runs: Path, tmp_path: Path) -> Non
     _make(runs, tmp_path / "s")
     with pytest.raises(BlindbenchError, match="study folder already exists and is not empty"):
         _make(runs, tmp_path / "s")
+
+
+def test_make_shows_a_progress_bar_unless_turned_off(runs: Path, tmp_path: Path, capsys) -> None:
+    from blindbench.cli import main
+
+    args = ["study", "make", "--runs", str(runs), "--against", "ca,gmc", "--sheets", "2", "--pairs", "5"]
+    assert main([*args, "--out", str(tmp_path / "shown")]) == 0
+    err = capsys.readouterr().err
+    assert "study make shown" in err and "10/10" in err and "pair" in err  # tqdm: one tick per question
+    assert main([*args, "--out", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    assert _without_study_id(tmp_path / "shown") == _without_study_id(tmp_path / "quiet")
 
 
 # ------------------------------------------------------------------------------------------------------ browser

@@ -32,6 +32,7 @@ class StudyMakeConfig:
     show_input: bool = _option(True, "show the damaged input above each pair when the eval saved inputs/<key>.png")
     html: bool = _option(False, "also write printable HTML sheets (print/sheet-NN.html)")
     out: str = _option("", "new study folder (default <data>/studies/<method>)")
+    progress: bool = _option(True, "show a progress bar")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import sys
 from pathlib import Path
@@ -22,36 +21,34 @@ from blindbench.study.config import StudyScoreConfig
 from blindbench.study.sheets import load_key, load_study
 
 TABLE2_COLUMNS = ("set", "method", "opponent", "n", "preferred", "share", "ci_low", "ci_high", "p_value")
-Z95 = 1.959963984540054  # standard normal 0.975 quantile
 
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial share k/n (n ≥ 1)."""
+def _binomtest(k: int, n: int):
+    """scipy's exact binomial test of k successes in n against p = 0.5 (n ≥ 1, 0 ≤ k ≤ n, else ValueError)."""
+    from scipy.stats import binomtest
+
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"need 0 ≤ k ≤ n and n ≥ 1, got k={k}, n={n}")
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return binomtest(k, n, 0.5)
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial share k/n (n ≥ 1), from ``scipy.stats.binomtest``."""
+    ci = _binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def binomial_p_two_sided(k: int, n: int) -> float:
-    """Exact two-sided binomial test of k successes in n against p = 0.5 (integer arithmetic, then one division).
-
-    With p = 0.5 the distribution is symmetric, so the p-value is 2·P(X ≤ min(k, n − k)), capped at 1.
-    """
-    if n < 1 or not 0 <= k <= n:
-        raise ValueError(f"need 0 ≤ k ≤ n and n ≥ 1, got k={k}, n={n}")
-    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1))
-    return min(1.0, 2 * tail / 2**n)
+    """Exact two-sided binomial test of k successes in n against p = 0.5 (``scipy.stats.binomtest``)."""
+    return float(_binomtest(k, n).pvalue)
 
 
 def _row(set_name: str, method: str, opponent: str, k: int, n: int) -> dict:
     if n == 0:
         return {"set": set_name, "method": method, "opponent": opponent, "n": 0, "preferred": 0,
                 "share": None, "ci_low": None, "ci_high": None, "p_value": None}  # fmt: skip
-    low, high = wilson_interval(k, n)
+    test = _binomtest(k, n)
+    ci = test.proportion_ci(confidence_level=0.95, method="wilson")
     return {
         "set": set_name,
         "method": method,
@@ -59,9 +56,9 @@ def _row(set_name: str, method: str, opponent: str, k: int, n: int) -> dict:
         "n": n,
         "preferred": k,
         "share": k / n,
-        "ci_low": low,
-        "ci_high": high,
-        "p_value": binomial_p_two_sided(k, n),
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "p_value": float(test.pvalue),
     }
 
 

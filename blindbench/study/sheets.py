@@ -235,6 +235,8 @@ def make_study(cfg: StudyMakeConfig) -> Path:
     under the final name. The images depend only on the runs and ``cfg``; so do sheets.csv and key.json, apart
     from the random study id they carry.
     """
+    from tqdm.auto import tqdm
+
     from blindbench.imageio import encode_png, read_image
 
     if not cfg.runs:
@@ -301,7 +303,7 @@ def make_study(cfg: StudyMakeConfig) -> Path:
             return written[source][2]
 
         width = max(2, len(str(max(cfg.sheets, cfg.pairs))))
-        for q in drawn:
+        for q in tqdm(drawn, desc=f"study make {out.name}", unit="pair", disable=not cfg.progress):
             ours = outputs[(cfg.method, q["set"], q["key"])]
             theirs = outputs[(q["opponent"], q["set"], q["key"])]
             left, right = (ours, theirs) if q["method_left"] else (theirs, ours)
