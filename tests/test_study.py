@@ -56,7 +56,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _write_run(folder: Path, method: str, sets: tuple[str, ...], save_images: bool = True, inputs: bool = False):
+def _write_run(folder: Path, method: str, sets: tuple[str, ...], save_images: bool = True, inputs: bool = False,
+               side: int = 8):
     rows = []
     for s, set_name in enumerate(sets):
         for k, key in enumerate(KEYS):
@@ -65,9 +66,9 @@ def _write_run(folder: Path, method: str, sets: tuple[str, ...], save_images: bo
             )
             rng = np.random.default_rng([METHODS.index(method) if method in METHODS else 9, s, k])
             if save_images:
-                write_image(folder / "images" / f"{key}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+                write_image(folder / "images" / f"{key}.png", rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
             if inputs:
-                write_image(folder / "inputs" / f"{key}.png", np.full((8, 8, 3), 40 * k, dtype=np.uint8))
+                write_image(folder / "inputs" / f"{key}.png", np.full((side, side, 3), 40 * k, dtype=np.uint8))
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "samples.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SAMPLE_COLUMNS)
@@ -89,7 +90,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _make(runs: Path, out: Path, **options) -> Path:
-    defaults = {"against": "ca,gmc", "sheets": 4, "pairs": 6, "seed": 3}
+    defaults = {"against": "ca,gmc", "sheets": 4, "pairs": 6, "seed": 3, "progress": False}
     return make_study(StudyMakeConfig(runs=str(runs), out=str(out), **(defaults | options)))
 
 
@@ -237,19 +238,20 @@ def _hand_written_wilson_and_p(k: int, n: int) -> tuple[float, float, float]:
 def test_scores_are_scipys_binomtest_and_keep_the_tables_numbers() -> None:
     from scipy.stats import binomtest
 
-    for n in range(1, 121):
-        for k in range(n + 1):
-            low, high = wilson_interval(k, n)
-            p = binomial_p_two_sided(k, n)
-            reference = binomtest(k, n, 0.5)
-            ci = reference.proportion_ci(confidence_level=0.95, method="wilson")
-            assert (low, high, p) == (ci.low, ci.high, reference.pvalue)  # exactly scipy's, not a copy of it
-            old = _hand_written_wilson_and_p(k, n)
-            # what table2.csv (6 decimals) and the markdown table (percent to 0.1, p to 3 places) print is unchanged
-            assert [f"{v:.6f}" for v in (low, high, p)] == [f"{v:.6f}" for v in old]
-            assert [f"{100 * v:.1f}" for v in (low, high)] == [f"{100 * v:.1f}" for v in old[:2]]
-            assert f"{p:.3f}" == f"{old[2]:.3f}" and f"{p:.2g}" == f"{old[2]:.2g}"
-            assert (low, high, p) == pytest.approx(old, rel=1e-12, abs=1e-15)
+    grid = [(k, n) for n in range(1, 41) for k in range(n + 1)]
+    grid += [(k, n) for n in (100, 480, 1200) for k in range(0, n + 1, n // 20)]  # Table 2's sizes, pooled too
+    for k, n in grid:
+        low, high = wilson_interval(k, n)
+        p = binomial_p_two_sided(k, n)
+        reference = binomtest(k, n, 0.5)
+        ci = reference.proportion_ci(confidence_level=0.95, method="wilson")
+        assert (low, high, p) == (ci.low, ci.high, reference.pvalue)  # exactly scipy's, not a copy of it
+        old = _hand_written_wilson_and_p(k, n)
+        # what table2.csv (6 decimals) and the markdown table (percent to 0.1, p to 3 places) print is unchanged
+        assert [f"{v:.6f}" for v in (low, high, p)] == [f"{v:.6f}" for v in old]
+        assert [f"{100 * v:.1f}" for v in (low, high)] == [f"{100 * v:.1f}" for v in old[:2]]
+        assert f"{p:.3f}" == f"{old[2]:.3f}" and f"{p:.2g}" == f"{old[2]:.2g}"
+        assert (low, high, p) == pytest.approx(old, rel=1e-12, abs=1e-15)
     assert wilson_interval(7, 10, confidence=0.99)[0] < wilson_interval(7, 10)[0]
 
 
@@ -501,10 +503,13 @@ def test_make_shows_a_progress_bar_unless_turned_off(runs: Path, tmp_path: Path,
 # ------------------------------------------------------------------------------------------------------ browser
 
 
-@pytest.mark.skipif(
+BROWSER = pytest.mark.skipif(
     importlib.util.find_spec("playwright") is None or not CHROMIUM.exists(),
     reason="needs playwright (pip, dev extra) and /usr/bin/chromium (apt); `make test` installs both",
 )
+
+
+@BROWSER
 def test_study_in_a_real_browser(runs: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -577,6 +582,82 @@ def test_study_in_a_real_browser(runs: Path, tmp_path: Path) -> None:
             expected[(set_name, opponent, "k")],
         )
     assert sum(r["n"] for r in rows.values()) == 5
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+LAPTOPS = ((1280, 900), (1280, 800), (1366, 768))  # common laptop viewports (headless: no browser chrome)
+SHOWN = ("#input-img", "#left-img", "#right-img")
+
+
+def _check_fits(page, viewport: tuple[int, int], natural: int) -> list[float]:
+    """Everything the participant needs is inside the viewport with no scrolling; returns each image's scale."""
+    width, height = viewport
+    # a full-page screenshot is as large as the document: the viewport's size means nothing lies below the fold
+    assert _png_size(page.screenshot(full_page=True)) == viewport
+    assert page.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]") == [
+        width, height]  # fmt: skip
+    for selector in (*SHOWN, "#left", "#right", "#input figcaption", "#left + figcaption", "#right + figcaption",
+                     "#count", "#progress"):  # fmt: skip
+        box = page.locator(selector).bounding_box()
+        assert page.is_visible(selector), selector
+        assert box["x"] >= 0 and box["y"] >= 0, (selector, box, viewport)
+        assert box["x"] + box["width"] <= width and box["y"] + box["height"] <= height, (selector, box, viewport)
+    scales = []
+    for selector in SHOWN:
+        box = page.locator(selector).bounding_box()
+        assert page.evaluate(f"document.querySelector('{selector}').naturalWidth") == natural
+        scales.append(box["width"] / natural)
+    assert max(scales) <= 2.0 and max(scales) - min(scales) < 1 / natural, scales  # never over 2x; all alike
+    # the damaged input is centred under its caption (it used to sit left-aligned under a centred caption)
+    image, caption = page.locator("#input-img").bounding_box(), page.locator("#input figcaption").bounding_box()
+    assert abs(image["x"] + image["width"] / 2 - (caption["x"] + caption["width"] / 2)) <= 1
+    return scales
+
+
+@BROWSER
+def test_study_page_fits_a_laptop_screen_without_upscaling_past_2x(runs: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    photos = tmp_path / "runs"  # eval outputs at the benchmark's size: 256 px
+    _write_run(photos / "vcn", "vcn", SETS[:1], inputs=True, side=256)
+    _write_run(photos / "ca", "ca", SETS[:1], side=256)
+    large = make_study(StudyMakeConfig(runs=str(photos), against="ca", sheets=1, pairs=3, participants=4,
+                                       out=str(tmp_path / "large"), progress=False))  # fmt: skip
+    small = _make(runs, tmp_path / "small", sheets=1, pairs=3)  # 8 px images: shown at 16 px, not stretched
+    with StudyServer(large, port=0).start() as server, StudyServer(small, port=0).start() as tiny, \
+            sync_playwright() as pw:  # fmt: skip
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for participant, viewport in enumerate(LAPTOPS, start=1):
+                page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+                page.goto(server.participant_url(f"p{participant:02d}"))
+                page.wait_for_selector("body[data-answered='0'][data-state='ready']", timeout=10_000)
+                scales = _check_fits(page, viewport, 256)
+                assert min(scales) >= 1.0, scales  # a laptop screen has room for the pictures at full size
+                left = page.locator("#left").bounding_box()  # the choice is clickable where it is: no scrolling
+                page.mouse.click(left["x"] + left["width"] / 2, left["y"] + left["height"] / 2)
+                page.wait_for_selector("body[data-answered='1'][data-state='ready']", timeout=10_000)
+                _check_fits(page, viewport, 256)
+                page.close()
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            page.goto(server.participant_url("p04"))
+            page.wait_for_selector("body[data-answered='0'][data-state='ready']", timeout=10_000)
+            assert _check_fits(page, (1920, 1080), 256) == [2.0, 2.0, 2.0]  # room for more, but 2x at most
+            page.set_viewport_size({"width": 1280, "height": 800})  # a resized window fits again
+            page.wait_for_function("document.documentElement.scrollHeight <= innerHeight", timeout=10_000)
+            _check_fits(page, (1280, 800), 256)
+            page.close()
+
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(tiny.participant_url("p01"))
+            page.wait_for_selector("body[data-answered='0'][data-state='ready']", timeout=10_000)
+            assert _check_fits(page, (1280, 900), 8) == [2.0, 2.0, 2.0]
+        finally:
+            browser.close()
 
 
 def test_cli_study_score_and_tables_study_agree(runs: Path, tmp_path: Path, capsys) -> None:

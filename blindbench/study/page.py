@@ -14,22 +14,26 @@ PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Image comparison study</title>
 <style>
+  [hidden] { display: none !important; }
   body { font-family: system-ui, sans-serif; margin: 0; background: #f3f3f3; color: #111; }
-  main { max-width: 1120px; margin: 0 auto; padding: 1rem 1.5rem; }
-  h1 { font-size: 1.3rem; font-weight: 600; margin: .3rem 0 .8rem; }
+  main { max-width: 1800px; margin: 0 auto; padding: .5rem 1.5rem; }
+  h1 { font-size: 1.25rem; font-weight: 600; margin: .2rem 0 .4rem; }
   #count { margin: .2rem 0; }
-  #progress { height: 8px; background: #ddd; border-radius: 4px; overflow: hidden; margin-bottom: 1rem; }
+  #progress { height: 8px; background: #ddd; border-radius: 4px; overflow: hidden; margin-bottom: .6rem; }
   #bar { height: 100%; width: 0; background: #2a7a4b; transition: width .2s; }
-  #input { margin: 0 auto 1rem; text-align: center; }
-  #input img { width: min(28vw, 256px); }
-  .pair { display: flex; gap: 2rem; justify-content: center; flex-wrap: wrap; }
-  figure { margin: 0; text-align: center; }
+  /* The input and both candidates are laid out in one row (or the input above the pair) and sized by the
+     script (fit) to fill the window without scrolling, at most 2x their pixel size. */
+  #shown, .pair { display: flex; gap: 1.5rem; justify-content: center; align-items: flex-start; }
+  #shown.stacked { flex-direction: column; align-items: center; gap: .6rem; }
+  #shown.row #input { padding-right: 1.5rem; border-right: 1px solid #bbb; }
+  #input img { margin: 4px 0; }  /* level with the candidates inside their 4px button borders */
+  figure { margin: 0; display: flex; flex-direction: column; align-items: center; text-align: center; }
   figcaption { margin-top: .3rem; color: #444; }
   button.choice { border: 4px solid transparent; border-radius: 4px; background: none; padding: 0; cursor: pointer; }
   button.choice:hover, button.choice:focus-visible { border-color: #2a7a4b; outline: none; }
   button.choice:disabled { cursor: wait; opacity: .6; }
-  img { display: block; width: min(42vw, 512px); height: auto; background: #ccc; }
-  #error { color: #a00; min-height: 1.2em; }
+  img { display: block; height: auto; background: #ccc; image-rendering: auto; }
+  #error { color: #a00; min-height: 1.2em; margin: .4rem 0 0; }
   kbd { border: 1px solid #999; border-radius: 3px; padding: 0 .3em; background: #fff; }
 </style>
 </head>
@@ -45,7 +49,7 @@ PAGE = """<!doctype html>
   <section id="study" hidden>
     <p id="count"></p>
     <div id="progress"><div id="bar"></div></div>
-    <div id="shown">
+    <div id="shown" class="row">
     <figure id="input" hidden><img id="input-img" alt="damaged input"><figcaption>damaged input</figcaption></figure>
     <div class="pair">
       <figure>
@@ -84,6 +88,56 @@ async function api(path, body) {
   return {status: response.status, data: data};
 }
 
+const MAX_SCALE = 2;  // never show an image more than twice its pixel size
+
+function fits(heightToo) {
+  // everything in the window (no scrolling down) and within the page's margins (nothing cut off at the sides)
+  if (heightToo && document.querySelector("main").getBoundingClientRect().bottom + window.scrollY > innerHeight) {
+    return false;
+  }
+  const room = $("shown").getBoundingClientRect();
+  return ["input", "left", "right"].every((id) => {
+    const box = $(id).getBoundingClientRect();
+    return $(id).hidden || (box.left >= room.left - 0.5 && box.right <= room.right + 0.5);
+  });
+}
+
+function fit() {
+  // The largest scale (at most MAX_SCALE) at which the input, both candidates and the choice fit the window,
+  // for the layout (all in a row, or the input above the pair) that allows the larger one.
+  const images = ["input-img", "left-img", "right-img"].map($).filter((image) => image.naturalWidth > 0);
+  if (!current || !images.length) return;
+  const size = (scale) => {
+    for (const image of images) image.style.width = Math.floor(image.naturalWidth * scale) + "px";
+  };
+  const largest = (heightToo) => {
+    size(MAX_SCALE);
+    if (fits(heightToo)) return MAX_SCALE;
+    let low = 0, high = MAX_SCALE;
+    for (let i = 0; i < 16; i++) {
+      const middle = (low + high) / 2;
+      size(middle);
+      if (fits(heightToo)) low = middle; else high = middle;
+    }
+    return low;
+  };
+  let best = {scale: -1, layout: "row"};
+  for (const layout of $("input").hidden ? ["row"] : ["row", "stacked"]) {
+    $("shown").className = layout;
+    const scale = largest(true);
+    if (scale > best.scale + 1e-3) best = {scale: scale, layout: layout};
+  }
+  $("shown").className = best.layout;
+  if (best.scale <= 0) {  // too small a window for any layout: fit the width and let the page scroll
+    $("shown").className = best.layout = "stacked";
+    best.scale = largest(false);
+  }
+  size(best.scale);
+  document.body.dataset.layout = best.layout;
+}
+
+window.addEventListener("resize", () => { if (current) fit(); });
+
 async function render(state) {
   const shown = Math.min(state.answered + 1, state.total);
   $("count").textContent = "Question " + shown + " of " + state.total + " (" + state.answered + " answered)";
@@ -102,6 +156,7 @@ async function render(state) {
   else $("input-img").removeAttribute("src");
   try { await Promise.all(images.map((image) => image.decode())); }
   catch (e) { $("error").textContent = "could not load the images; please reload the page"; return; }
+  fit();
   $("shown").style.visibility = "visible";
   $("left").disabled = $("right").disabled = false;
   document.body.dataset.state = "ready";
