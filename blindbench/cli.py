@@ -24,6 +24,7 @@ from blindbench.export import ExportConfig
 from blindbench.inpainting import InpaintConfig
 from blindbench.options import option as _option
 from blindbench.pairs import CorpusPairsConfig, run_corpus_pairs
+from blindbench.plot import PlotConfig, run_plot
 from blindbench.runtime import active_allocator
 from blindbench.study.config import StudyMakeConfig, StudyScoreConfig, StudyServeConfig
 from blindbench.tables import TablesConfig
@@ -338,6 +339,7 @@ COMMANDS: dict[tuple[str, ...], tuple[type, Callable]] = {
     ("study", "make"): (StudyMakeConfig, run_study_make_command),
     ("study", "serve"): (StudyServeConfig, run_study_serve_command),
     ("study", "score"): (StudyScoreConfig, run_study_score_command),
+    ("plot",): (PlotConfig, run_plot),
 }
 
 

@@ -636,6 +636,24 @@ def resume_config(resume: str, given: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{**stored, **given, "resume": str(resume), "init": ""})
 
 
+def prepare_val_set(cfg: TrainConfig, runtime: Runtime) -> None:
+    """Check the validation set, and generate its shards (a small set, seconds) if they are not there yet."""
+    from blindbench.loader import shard_urls
+    from blindbench.sets import load_set
+    from blindbench.shards import generate_set
+
+    spec = load_set(cfg.val_set)
+    if runtime.main:
+        try:
+            shard_urls(spec)
+        except BlindbenchError:
+            print(f"validation set {spec.name}: generating its shards first (as `blindbench generate --set "
+                  f"{cfg.val_set}` does)", file=sys.stderr)  # an earlier step of the chain: say so
+            generate_set(spec, progress=cfg.progress)
+    if runtime.world > 1:
+        torch.distributed.barrier()
+
+
 class Trainer:
     """Holds the model, critics, optimizers and scalers of one run; :meth:`run` executes the plan."""
 
@@ -652,7 +670,7 @@ class Trainer:
 
         self.image_size = cfg.crop_size or cfg.image_size or load_set(cfg.set).size
         if cfg.val_set and cfg.val_every:
-            load_set(cfg.val_set)  # a misspelt validation set fails now, not at step val_every
+            prepare_val_set(cfg, runtime)  # now, not at step val_every: a misspelt or missing set fails early
         self.raw_model = create_model(cfg.model, cfg.preset).to(runtime.device)
         if cfg.init:
             load_init_weights(self.raw_model, cfg)

@@ -6,7 +6,6 @@ The pairs are made here: real photos of the embedded corpus under semi-transpare
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import cv2

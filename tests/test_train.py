@@ -426,3 +426,26 @@ def test_the_stream_builds_an_unbuilt_corpus_before_its_workers_start(demo_dir: 
                                     stage="separate", steps_separate=1))
     assert len(built) == 1 and (run_dir / "checkpoints" / "last.pt").is_file()
     assert "building its corpus 'photos' first" in capsys.readouterr().err
+
+
+def test_a_missing_validation_set_is_generated_before_the_first_step(demo_dir: Path, data_root: Path,
+                                                                     tmp_path: Path, monkeypatch, capsys) -> None:
+    _data_root_with(monkeypatch, tmp_path / "data", data_root, sets=True, corpus=True)
+    cfg = tiny_config(tmp_path / "run", val_set="photos-val", val_every=500)
+    calls = []
+
+    def stop_here(*args) -> None:
+        calls.append(args)
+        raise KeyboardInterrupt  # the trainer must prepare it while it is being built
+
+    monkeypatch.setattr(train, "prepare_val_set", stop_here)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, setup_runtime(cfg), tmp_path / "run")
+    assert len(calls) == 1
+    monkeypatch.undo()
+    _data_root_with(monkeypatch, tmp_path / "data2", data_root, sets=False, corpus=True)
+    train.prepare_val_set(cfg, setup_runtime(cfg))
+    assert "validation set photos-val: generating its shards first" in capsys.readouterr().err
+    assert len(list((tmp_path / "data2" / "sets" / "photos-val").glob("*.tar"))) == 3
+    train.prepare_val_set(cfg, setup_runtime(cfg))  # there now: nothing to say
+    assert "generating" not in capsys.readouterr().err
