@@ -32,7 +32,7 @@ import os
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from blindbench.checkpoint import checkpoint_file
+from blindbench.distributed import Ranks, joined_ranks
 from blindbench.errors import BlindbenchError, ConfigError
 from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
 from blindbench.locking import exclusive_folder
@@ -426,13 +427,19 @@ def _predictor(cfg: EvalConfig, device: torch.device) -> Callable[[dict], tuple[
     return predict
 
 
-def _batches(cfg: EvalConfig, urls: list[str], done: set[str]) -> Iterator[dict]:
-    """Batches of not-yet-scored samples in file order (``limit`` counts all samples, scored or not)."""
+def _batches(cfg: EvalConfig, urls: list[str], done: set[str], ranks: Ranks | None = None) -> Iterator[dict]:
+    """Batches of this rank's not-yet-scored samples in file order (``limit`` counts all samples, scored or not).
+
+    Every rank reads every sample; the ``j``-th one still to score is rank ``j % world``'s, so a resumed run
+    shares what is left evenly too.
+    """
     from blindbench.loader import collate, shard_dataset
 
+    ranks = ranks or Ranks()
     pending: list[dict] = []
     seen: set[str] = set()
-    # every sample, whatever WORLD_SIZE/RANK the environment holds: eval is one process
+    todo = 0
+    # every sample, whatever WORLD_SIZE/RANK the environment holds: the share is dealt here, not by shard
     for index, sample in enumerate(shard_dataset(urls, split_nodes=False)):
         if cfg.limit and index >= cfg.limit:
             break
@@ -440,6 +447,9 @@ def _batches(cfg: EvalConfig, urls: list[str], done: set[str]) -> Iterator[dict]
             raise BlindbenchError(f"sample {sample['key']} occurs twice in the shards of {cfg.set}")
         seen.add(sample["key"])
         if sample["key"] in done:
+            continue
+        todo += 1
+        if not ranks.mine(todo - 1):
             continue
         pending.append(sample)
         if len(pending) == cfg.batch:
@@ -470,7 +480,17 @@ def _save_images(out: Path, batch: dict, restored: Tensor, logits: Tensor | None
 
 
 def run_eval(cfg: EvalConfig) -> EvalReport:
-    """Score ``cfg.model`` on ``cfg.set``; returns the folder, counts, speed and the means of this run's rows."""
+    """Score ``cfg.model`` on ``cfg.set``; returns the folder, counts, speed and the means of this run's rows.
+
+    Under ``torchrun`` each rank scores a disjoint share of the samples and rank 0 writes every row (see
+    :mod:`blindbench.distributed`); every rank returns the same report.
+    """
+    with joined_ranks() as ranks:
+        return _run_eval_ranks(cfg, ranks)
+
+
+def _prepare(cfg: EvalConfig, ranks: Ranks) -> tuple:
+    """What a run needs before it touches the folder: set, shards, the checkpoint's digest, device, folder."""
     from blindbench.loader import shard_urls
     from blindbench.paths import set_dir
     from blindbench.sets import load_set
@@ -491,7 +511,7 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
             raise BlindbenchError(f"{cfg.predictions}: no prediction for {missing[0]}"
                                   f"{f' and {len(missing) - 1} more keys' if len(missing) > 1 else ''} "
                                   f"(--allow-missing scores the rest)")  # fmt: skip
-        if missing:
+        if missing and ranks.main:
             print(f"eval {cfg.method}: {len(missing)} of {len(keys)} keys have no prediction and are not scored")
         skip, files = set(missing), (images, masks)
         checkpoint_sha = "predictions:" + predictions_digest(images, masks)
@@ -509,26 +529,49 @@ def run_eval(cfg: EvalConfig) -> EvalReport:
         if not path.is_file():
             raise BlindbenchError(f"checkpoint not found: {path}")
         checkpoint_sha = sha256_file(path)
-    device = select_device(cfg.device)
-    identity = _identity(cfg, spec.name, checkpoint_sha, _lock_digest(spec, folder, cfg.verify), device.type)
+    device = ranks.device(select_device(cfg.device))
     out = Path(cfg.out) if cfg.out else default_out(cfg, spec.name)
     if out.exists() and not out.is_dir():
         raise BlindbenchError(f"--out {out} is a file, not a folder")
-    with exclusive_folder(out, "eval"):  # a second eval into the same folder: one line, not a torn CSV
-        return _run_eval_locked(cfg, spec, folder, urls, checkpoint_sha, device, identity, out, skip, files)
+    return spec, folder, urls, checkpoint_sha, device, out, skip, files
 
 
-def _run_eval_locked(cfg: EvalConfig, spec, folder: Path, urls: list[str], checkpoint_sha: str, device, identity,
-                     out: Path, skip: set[str], files: tuple | None) -> EvalReport:
+def _run_eval_ranks(cfg: EvalConfig, ranks: Ranks) -> EvalReport:
+    # a failure on one rank (a missing file, a bad lock) stops every rank: none is left waiting
+    spec, folder, urls, checkpoint_sha, device, out, skip, files = ranks.agree(lambda: _prepare(cfg, ranks))
+    # the shards are checked once, by rank 0; the identity holds the device type, the same on every rank
+    lock_sha = ranks.broadcast(ranks.agree(lambda: _lock_digest(spec, folder, cfg.verify) if ranks.main else None))
+    identity = _identity(cfg, spec.name, checkpoint_sha, lock_sha, device.type)
+    with ExitStack() as claimed:
+
+        def claim() -> tuple[set[str], Callable, Any]:
+            done: set[str] = set()
+            if ranks.main:  # a second eval into the same folder: one line, not a torn CSV
+                claimed.enter_context(exclusive_folder(out, "eval"))
+                done = _check_folder(out, identity)
+            # everything that can fail while setting up happens before eval.toml claims the folder
+            from blindbench.iqa import IqaMetrics
+
+            predict = _files_predictor(*files) if files is not None else _predictor(cfg, device)
+            iqa = IqaMetrics(cfg.iqa, cfg.iqa_weights, device)
+            return done, predict, iqa
+
+        done, predict, iqa = ranks.agree(claim)
+
+        def record() -> None:
+            if ranks.main:
+                atomic_write_bytes(out / "eval.toml", _toml_text(cfg, identity).encode())
+
+        ranks.agree(record)
+        done = ranks.broadcast(done)
+        return _score(cfg, ranks, spec, folder, urls, out, done, skip, predict, iqa)
+
+
+def _score(cfg: EvalConfig, ranks: Ranks, spec, folder: Path, urls: list[str], out: Path, done: set[str],
+           skip: set[str], predict: Callable, iqa) -> EvalReport:
+    """Score this rank's share batch by batch; rank 0 appends every rank's rows once all of them are ready."""
     from tqdm import tqdm
 
-    from blindbench.iqa import IqaMetrics
-
-    done = _check_folder(out, identity)
-    # everything that can fail while setting up happens before the folder is claimed
-    predict = _files_predictor(*files) if files is not None else _predictor(cfg, device)
-    iqa = IqaMetrics(cfg.iqa, cfg.iqa_weights, device)
-    atomic_write_bytes(out / "eval.toml", _toml_text(cfg, identity).encode())
     total = (min(spec.count, cfg.limit) if cfg.limit else spec.count) - len(skip)
     csv_path = out / "samples.csv"
     new_file = not done  # no scored row yet: (re)write the header, which may name other --iqa columns
@@ -537,48 +580,75 @@ def _run_eval_locked(cfg: EvalConfig, spec, folder: Path, urls: list[str], check
     counts: dict[str, int] = {}
     scored = 0
     start = time.perf_counter()
+    batches = _batches(cfg, urls, done | skip, ranks)
     with (
-        open(csv_path, "w" if new_file else "a", newline="") as handle,
+        open(csv_path, "w" if new_file else "a", newline="") if ranks.main else nullcontext() as handle,
         tqdm(total=total, initial=len(done), desc=f"eval {cfg.method} on {spec.name}", unit="img",
-             disable=not cfg.progress, dynamic_ncols=True) as bar,
+             disable=not cfg.progress or not ranks.main, dynamic_ncols=True) as bar,
     ):  # fmt: skip
-        writer = csv.writer(handle, lineterminator="\n")
-        if new_file:
+        writer = csv.writer(handle, lineterminator="\n") if ranks.main else None
+        if new_file and writer is not None:
             writer.writerow(columns)
-        for batch in _batches(cfg, urls, done | skip):
-            restored, logits = predict(batch)
-            values = score_batch(restored, batch["target"], batch["mask"], logits, batch["input"])
-            values |= iqa.per_sample(restored, batch["target"])
-            if cfg.save_images:
-                _save_images(out, batch, restored, logits)
-            for i, key in enumerate(batch["key"]):
-                row = {
-                    "method": cfg.method, "model": cfg.model_name, "set": spec.name,
-                    "checkpoint": f"zoo:{cfg.pretrained}" if cfg.pretrained else cfg.checkpoint or cfg.predictions,
-                    "key": key, "pattern": batch["pattern"][i],
-                } | {name: float(v[i]) for name, v in values.items()}  # fmt: skip
-                writer.writerow([format_value(row.get(c)) for c in columns])
-                for name, v in values.items():
-                    if name != "mask_area" and math.isfinite(float(v[i])):
-                        sums[name] = sums.get(name, 0.0) + float(v[i])
+        while True:
+            # this rank's next batch, scored and its images saved: a list of rows, or None when it has no more
+            rows = ranks.agree(lambda: _score_next(cfg, spec, out, batches, predict, iqa))
+            shares = ranks.gather(rows) if ranks.world > 1 else [rows]
+            if all(share is None for share in shares):
+                break
+            for row in (row for share in shares if share is not None for row in share):
+                if writer is not None:
+                    writer.writerow([format_value(row.get(c)) for c in columns])
+                for name in columns[COLUMNS.index("bce"):]:
+                    value = row.get(name)
+                    if isinstance(value, float) and math.isfinite(value):
+                        sums[name] = sums.get(name, 0.0) + value
                         counts[name] = counts.get(name, 0) + 1
-            handle.flush()
-            os.fsync(handle.fileno())
-            scored += len(batch["key"])
-            bar.update(len(batch["key"]))
+                scored += 1
+                bar.update(1)
+            if handle is not None:
+                handle.flush()
+                os.fsync(handle.fileno())
             bar.set_postfix({k: f"{sums[k] / counts[k]:.3g}" for k in ("psnr", "ssim", "bce") if k in counts})
     seconds = time.perf_counter() - start
-    if scored + len(done) < total:
-        raise BlindbenchError(
-            f"only {scored + len(done)} of {total} samples of {spec.name} were found in {folder}; rows so far are in "
-            f"{csv_path}"
-        )
-    set_metrics = iqa.per_set(out / "images", out / "targets") if cfg.save_images else {}
-    if set_metrics:
-        lines = [f"{k} = {v!r}" for k, v in set_metrics.items()]
-        atomic_write_bytes(out / "set_metrics.toml", ("\n".join(lines) + "\n").encode())
+
+    def finish() -> dict[str, float]:
+        if scored + len(done) < total:
+            raise BlindbenchError(
+                f"only {scored + len(done)} of {total} samples of {spec.name} were found in {folder}; rows so far are "
+                f"in {csv_path}"
+            )
+        if not (ranks.main and cfg.save_images):
+            return {}
+        set_metrics = iqa.per_set(out / "images", out / "targets")
+        if set_metrics:
+            lines = [f"{k} = {v!r}" for k, v in set_metrics.items()]
+            atomic_write_bytes(out / "set_metrics.toml", ("\n".join(lines) + "\n").encode())
+        return set_metrics
+
+    set_metrics = ranks.broadcast(ranks.agree(finish))
     means = {k: sums[k] / counts[k] for k in sums}
     return EvalReport(out, scored, len(done), seconds, means, set_metrics)
+
+
+def _score_next(cfg: EvalConfig, spec, out: Path, batches: Iterator[dict], predict: Callable,
+                iqa) -> list[dict] | None:
+    """Score the next batch of ``batches`` (saving its images first): its CSV rows, or None when there is none."""
+    batch = next(batches, None)
+    if batch is None:
+        return None
+    restored, logits = predict(batch)
+    values = score_batch(restored, batch["target"], batch["mask"], logits, batch["input"])
+    values |= iqa.per_sample(restored, batch["target"])
+    if cfg.save_images:
+        _save_images(out, batch, restored, logits)
+    return [
+        {
+            "method": cfg.method, "model": cfg.model_name, "set": spec.name,
+            "checkpoint": f"zoo:{cfg.pretrained}" if cfg.pretrained else cfg.checkpoint or cfg.predictions,
+            "key": key, "pattern": batch["pattern"][i],
+        } | {name: float(v[i]) for name, v in values.items()}
+        for i, key in enumerate(batch["key"])
+    ]  # fmt: skip
 
 
 def summary_line(cfg: EvalConfig, report: EvalReport) -> str:

@@ -6,6 +6,11 @@ Python API::
     restored, mask = inpaint(image, model, mask=known)     # non-blind: ``known`` guides the inpainting net
     restored, mask = inpaint(image, model, beta=0.2)       # PCN's β fixed at inference (VCN)
 
+One value convention in :func:`inpaint`, for arrays and tensors alike: pixel values are integer levels (uint8,
+uint16) or floats in [0, 1], and masks are in [0, 1] with 1 = damaged; restored images come back in the
+input's convention. A float outside [0, 1] (e.g. a tensor in the models' [-1, 1]) is a one-line error.
+The models' own [-1, 1] convention is kept inside: :func:`inpaint_tensor` is the low-level core on it.
+
 Command (``blindbench inpaint``): :class:`InpaintConfig` and :func:`run_inpaint`.
 
 Choices:
@@ -37,8 +42,16 @@ Choices:
   (8-bit, 255 = damaged) and ``OUT/<name>.overlay.png`` (mask in red over the input) are written atomically;
   ``<name>`` is the file's stem, or its path relative to a folder given as input (sub-folders mirrored).
   Files named ``*.mask.*`` or ``*.overlay.*`` in an input folder are left out (they are this command's own
-  outputs, or masks kept beside their photos); name such a file explicitly to inpaint it. With ``mask`` a
-  folder, the mask of ``<name>`` is ``<name>.mask.*`` there, else ``<name>.*`` (never the input file itself).
+  outputs, or masks kept beside their photos), and so are LaMa-style masks ``<stem>_mask*.*`` that lie beside
+  an image ``<stem>.*`` (``blindbench export --masks`` writes ``KEY_mask.png``); name such a file explicitly
+  to inpaint it. With ``mask`` a folder, the mask of ``<name>`` is ``<name>.mask.*`` there, else the one
+  ``<name>_mask*.*`` (LaMa's ``<name>_mask000.png``; several are an error), else ``<name>.*`` (never the input
+  file itself).
+- **Models.** A registered model with ``checkpoint`` or ``pretrained``, or any outside PyTorch model: a
+  callable ``pkg.module:build`` (``checkpoint`` optional: its weights) or a TorchScript (``.pt``/``.ts``) or
+  ``torch.export`` (``.pt2``) file, on the contract of :mod:`blindbench.plugins`.
+- **torchrun.** Under ``torchrun --nproc_per_node N`` each rank restores a disjoint share of the inputs
+  (round-robin) and rank 0 writes ``inpaint.toml``; every image is restored exactly once.
   After the run, ``OUT/inpaint.toml`` (written atomically) holds the resolved config and, as comments, each
   input restored or skipped; a run that restores nothing leaves an earlier run's record untouched.
 """
@@ -46,12 +59,14 @@ Choices:
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
 import os
 import sys
 import typing
 import weakref
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,11 +76,13 @@ import torch
 from torch import Tensor, nn
 
 from blindbench.checkpoint import load_model_from_checkpoint, unwrap
+from blindbench.distributed import Ranks, joined_ranks
 from blindbench.errors import BlindbenchError, ConfigError, ImageReadError
 from blindbench.imageio import IMAGE_SUFFIXES, atomic_write_bytes, list_images, read_image_rgba
 from blindbench.locking import exclusive_folder
 from blindbench.options import DEVICES, select_device, toml_value
 from blindbench.options import option as _option
+from blindbench.plugins import is_external, load_external
 
 OVERLAY_COLOUR = (255, 0, 0)
 OVERLAY_OPACITY = 0.5
@@ -89,16 +106,19 @@ class InpaintConfig:
     """Inpaint images with a trained model: restored image, predicted mask and overlay per input."""
 
     inputs: tuple[str, ...] = _option(
-        (), "image files and/or folders (searched recursively; *.mask.* and *.overlay.* files skipped)", positional=True
+        (), "image files and/or folders (searched recursively; *.mask.*, *.overlay.* and LaMa-style <stem>_mask*.* "
+        "masks beside <stem>.* skipped)", positional=True
     )
-    model: str = _option("vcn", "registered model name; the checkpoint must hold this model")
-    checkpoint: str = _option("", "checkpoint file, or a training run folder (its checkpoints/last.pt)")
+    model: str = _option("vcn", "registered model name (the checkpoint must hold it), a plug-in pkg.module:build, or "
+                         "a TorchScript (.pt, .ts) or torch.export (.pt2) file")
+    checkpoint: str = _option("", "checkpoint file, or a training run folder (its checkpoints/last.pt); for "
+                              "pkg.module:build, optional weights (a state dict)")
     pretrained: str = _option("", "zoo weights trained by blindbench instead of --checkpoint, e.g. photos")
     out: str = _option("", "output folder", short="-o")
     mask: str = _option(
         "",
-        "non-blind mode: a mask image for every input, or a folder of masks named <name>.mask.png or <name>.png "
-        "(255 = damaged)",
+        "non-blind mode: a mask image for every input, or a folder of masks named <name>.mask.png, "
+        "<name>_mask*.png (LaMa) or <name>.png (255 = damaged)",
     )
     beta: float = _option(-1.0, "fix PCN's beta in [0, 1] (larger leans more on context); negative: the model's own")
     device: str = _option("auto", "auto (cuda when available), cpu or cuda", choices=DEVICES)
@@ -199,8 +219,8 @@ def size_multiple(model: nn.Module) -> int:
     if model not in _MULTIPLES:
         try:
             _MULTIPLES[model] = _probe_multiple(model)
-        except (NotImplementedError, RuntimeError, TypeError):  # an op without a meta kernel, an odd module
-            _MULTIPLES[model] = _FALLBACK_MULTIPLE
+        except (NotImplementedError, RuntimeError, TypeError, AssertionError, BlindbenchError):  # no meta kernel,
+            _MULTIPLES[model] = _FALLBACK_MULTIPLE  # an odd module, an outside model's shape guard
     return _MULTIPLES[model]
 
 
@@ -353,9 +373,13 @@ def _array_to_unit(array: np.ndarray, what: str) -> np.ndarray:
         return array.astype(np.float32)
     if array.dtype.kind == "f":
         if array.size and not (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0):
-            raise BlindbenchError(f"float {what} must lie in [0, 1]")
+            raise BlindbenchError(f"float {what} must lie in [0, 1], got {_value_range(array.min(), array.max())}")
         return array.astype(np.float32)
     raise BlindbenchError(f"{what} dtype {array.dtype} is not supported: use uint8, uint16 or float in [0, 1]")
+
+
+def _value_range(low: float, high: float) -> str:
+    return f"values in [{float(low):.3g}, {float(high):.3g}]"
 
 
 def _unit_to_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -418,7 +442,8 @@ def inpaint(
 
     Args:
         image: a NumPy array (H, W) grey, (H, W, 1|2|3|4) grey / grey+alpha / RGB / RGBA, uint8, uint16 or
-            float in [0, 1]; or a tensor (3, H, W) or (B, 3, H, W) in [-1, 1] (the models' convention).
+            float in [0, 1]; or a float tensor (3, H, W) or (B, 3, H, W) in [0, 1], on any device. Floats
+            outside [0, 1] are refused: for a tensor ``x`` in the models' [-1, 1], pass ``(x + 1) / 2``.
         model: a registered model, e.g. from :func:`blindbench.checkpoint.load_model_from_checkpoint`.
         mask: optional known damage mask, 1 (or 255) = damaged, same height and width as ``image``: arrays
             (H, W) / (H, W, 1|3) uint8, uint16, bool or float in [0, 1]; tensors (H, W), (1, H, W) or
@@ -433,11 +458,12 @@ def inpaint(
     Returns:
         ``(restored, mask)``. Arrays: restored has ``image``'s shape and dtype (alpha copied, grey from the
         BT.601 luma of the output), mask is float32 (H, W) in [0, 1]. Tensors: restored has ``image``'s shape,
-        dtype and device, mask is (B, 1, H, W) (or (1, H, W)) of the same dtype. The mask is M̂, or ``mask``
+        dtype and device, in [0, 1]; mask is (B, 1, H, W) (or (1, H, W)) of the same dtype. The mask is M̂, or ``mask``
         when one was given; None for a model without MPN run blind.
 
     Raises:
-        BlindbenchError: an unsupported shape or dtype, a mask of another size, a β outside [0, 1].
+        BlindbenchError: an unsupported shape or dtype, a value outside [0, 1], a mask of another size, a β
+            outside [0, 1].
     """
     beta = _check_beta(beta)
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or not isinstance(overlap, int) or overlap < 0:
@@ -478,15 +504,20 @@ def _inpaint_tensor_api(
 ) -> tuple[Tensor, Tensor | None]:
     if image.ndim not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point() or 0 in image.shape:
         raise BlindbenchError(
-            f"image tensor must be float (3, H, W) or (B, 3, H, W) in [-1, 1], got {tuple(image.shape)} {image.dtype}"
+            f"image tensor must be float (3, H, W) or (B, 3, H, W) in [0, 1], got {tuple(image.shape)} {image.dtype}"
         )
-    x = image.detach()
-    batched = x.ndim == 4
-    x = x if batched else x[None]
+    unit = image.detach()
+    if not bool(((unit >= 0.0) & (unit <= 1.0)).all()):  # NaN fails too
+        raise BlindbenchError(f"image tensor values must lie in [0, 1], got {_value_range(unit.min(), unit.max())} "
+                              f"(for x in the models' [-1, 1] pass (x + 1) / 2)")  # fmt: skip
+    batched = unit.ndim == 4
+    unit = unit if batched else unit[None]
+    x = unit * 2.0 - 1.0  # (B, 3, H, W) in the models' [-1, 1]
     guide = None if mask is None else _mask_tensor(mask, x.shape[0], tuple(x.shape[-2:]), x.device)
     restored, out_mask = inpaint_tensor(x, model, guide, beta, tile, overlap)
+    restored = (restored + 1.0) / 2.0  # back to [0, 1]
     if composite:
-        restored = _composite(x, restored, out_mask)
+        restored = _composite(unit, restored, out_mask)
     restored = restored.to(image.dtype)
     out_mask = None if out_mask is None else out_mask.to(image.dtype)
     if not batched:
@@ -509,11 +540,21 @@ def _is_own_output(path: Path) -> bool:
     return Path(path.stem).suffix.lower() in (".mask", ".overlay")
 
 
+def _is_lama_mask(path: Path, siblings: set[Path]) -> bool:
+    """Whether ``path`` is a LaMa-style mask ``<stem>_mask*.*`` of an image ``<stem>.*`` in ``siblings``.
+
+    The image must be there: a photo that merely has ``_mask`` in its name (``face_masked.jpg``) stays an input.
+    """
+    stem, found, _ = path.stem.rpartition("_mask")
+    return bool(found and stem) and any(path.with_name(stem + suffix) in siblings for suffix in IMAGE_SUFFIXES)
+
+
 def collect_inputs(inputs: Sequence[str]) -> list[_Item]:
     """Image files named or found (recursively) in the given folders, with their output names.
 
     Files in a folder named ``*.mask.*`` or ``*.overlay.*`` are left out: they are masks or this command's own
-    outputs, not photos to restore. A file named explicitly is always taken.
+    outputs, not photos to restore; so are LaMa-style masks ``<stem>_mask*.*`` lying beside their image
+    ``<stem>.*``. A file named explicitly is always taken.
     """
     if not inputs:
         raise BlindbenchError("no input images: give image files or folders")
@@ -521,10 +562,13 @@ def collect_inputs(inputs: Sequence[str]) -> list[_Item]:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = [p for p in list_images(path) if not _is_own_output(p)]
+            listed = list_images(path)
+            siblings = {p.with_suffix(p.suffix.lower()) for p in listed}
+            found = [p for p in listed if not _is_own_output(p) and not _is_lama_mask(p, siblings)]
             if not found:
                 kinds = ", ".join(sorted(IMAGE_SUFFIXES))
-                raise BlindbenchError(f"no images ({kinds}; *.mask.* and *.overlay.* left out) found in {path}")
+                raise BlindbenchError(f"no images ({kinds}; *.mask.*, *.overlay.* and <stem>_mask*.* left out) found "
+                                      f"in {path}")  # fmt: skip
             items += [_Item(p, p.relative_to(path).with_suffix("").as_posix(), True) for p in found]
         elif path.is_file():
             items.append(_Item(path, path.stem, False))
@@ -557,7 +601,8 @@ def _check_out(out: Path, inputs: Sequence[str], items: list[_Item]) -> None:
 
 
 def _find_mask(mask: Path, item: _Item) -> Path:
-    """The mask of ``item``: ``mask`` itself when a file, else ``<name>.mask.*`` in that folder, then ``<name>.*``.
+    """The mask of ``item``: ``mask`` itself when a file, else in that folder ``<name>.mask.*``, then the one
+    LaMa-style ``<name>_mask*.*`` (``photo_mask.png``, ``photo_mask000.png``), then ``<name>.*``.
 
     The input file itself is never its own mask (``--mask`` may be the input folder, masks beside the photos).
     """
@@ -566,12 +611,29 @@ def _find_mask(mask: Path, item: _Item) -> Path:
         if mask.resolve() == own:
             raise BlindbenchError(f"mask {mask} is the input image itself: give a separate mask file")
         return mask
-    for stem in (f"{item.name}.mask", item.name):
+
+    def named(stem: str) -> Path | None:
         for suffix in sorted(IMAGE_SUFFIXES):
             candidate = mask / f"{stem}{suffix}"
             if candidate.is_file() and candidate.resolve() != own:
                 return candidate
-    raise BlindbenchError(f"no mask for {item.path} in {mask} (looked for {item.name}.mask.png, {item.name}.png, ...)")
+        return None
+
+    found = named(f"{item.name}.mask")
+    if found is not None:
+        return found
+    base = mask / item.name
+    lama = sorted(p for p in base.parent.glob(glob.escape(base.name) + "_mask*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and p.resolve() != own)  # fmt: skip
+    if len(lama) > 1:
+        raise BlindbenchError(f"several masks for {item.path} in {mask}: {lama[0].name}, {lama[1].name}"
+                              f"{f' and {len(lama) - 2} more' if len(lama) > 2 else ''}; keep one, or name it with "
+                              f"--mask FILE")  # fmt: skip
+    found = lama[0] if lama else named(item.name)
+    if found is not None:
+        return found
+    raise BlindbenchError(f"no mask for {item.path} in {mask} (looked for {item.name}.mask.png, {item.name}_mask*.png, "
+                          f"{item.name}.png, ...)")
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
@@ -657,14 +719,37 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
     missing checkpoint, a checkpoint of another model or a mask of the wrong size is a one-line error.
     ``OUT/inpaint.toml`` is written once the run ends (also when an error stops it), and only when it
     restored at least one image: the resolved config plus, as comments, each input restored or skipped.
+    Under ``torchrun`` each rank restores a disjoint share of the inputs and every rank returns all paths.
     """
+    with joined_ranks() as ranks:
+        items, masks, out = ranks.agree(lambda: _plan(cfg))
+        device = ranks.agree(lambda: ranks.device(select_device(cfg.device)))
+        model, meta = ranks.agree(lambda: _load_model(cfg, device))
+        with ExitStack() as claimed:
+
+            def claim() -> None:
+                if ranks.main:
+                    claimed.enter_context(exclusive_folder(out, "inpaint"))
+
+            ranks.agree(claim)
+            return _inpaint_items(cfg, items, masks, model, meta, device, out, ranks)
+
+
+def _plan(cfg: InpaintConfig) -> tuple[list[_Item], list[Path | None], Path]:
+    """The inputs, their masks and the output folder, checked before any model is loaded."""
     from blindbench.models import get_entry
 
-    if bool(cfg.checkpoint) == bool(cfg.pretrained):
+    if is_external(cfg.model):
+        if cfg.pretrained:
+            raise ConfigError("--pretrained names zoo weights of registered models only")
+        if cfg.checkpoint and ":" not in cfg.model:
+            raise ConfigError(f"--checkpoint loads weights into a pkg.module:build model; {cfg.model} holds its own")
+    elif bool(cfg.checkpoint) == bool(cfg.pretrained):
         raise BlindbenchError("give the trained model with --checkpoint PATH or --pretrained NAME (one of them)")
     if not cfg.out:
         raise BlindbenchError("give an output folder with --out")
-    get_entry(cfg.model)  # an unknown name: one line with a "did you mean"
+    if not is_external(cfg.model):
+        get_entry(cfg.model)  # an unknown name: one line with a "did you mean"
     items = collect_inputs(cfg.inputs)
     out = Path(cfg.out)
     _check_out(out, cfg.inputs, items)
@@ -677,59 +762,85 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
         for target in output_paths(out, item.name):
             if target.resolve() in mask_files:
                 raise BlindbenchError(f"output {target} would overwrite a mask file: choose another --out")
-    device = select_device(cfg.device)
+    return items, masks, out
+
+
+def _load_model(cfg: InpaintConfig, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """The model on ``device`` and what the record says about it (checkpoint step, preset)."""
+    if is_external(cfg.model):
+        return load_external(cfg.model, cfg.checkpoint, map_location=device), {"preset": f"outside model {cfg.model}"}
     if cfg.pretrained:
         from blindbench.zoo import load_pretrained, read_card
 
         card = read_card(cfg.pretrained, cfg.model)
-        model, meta = load_pretrained(cfg.model, cfg.pretrained, device), {"step": card["steps_done"],
-                                                                           "preset": card["preset"]}
-    else:
-        model, meta = load_model_from_checkpoint(cfg.checkpoint, cfg.model, map_location=device)
+        return load_pretrained(cfg.model, cfg.pretrained, device), {"step": card["steps_done"],
+                                                                    "preset": card["preset"]}  # fmt: skip
+    return load_model_from_checkpoint(cfg.checkpoint, cfg.model, map_location=device)
 
-    with exclusive_folder(out, "inpaint"):
-        return _inpaint_items(cfg, items, masks, model, meta, device, out)
+
+def _restore_one(cfg: InpaintConfig, item: _Item, mask_path: Path | None, model: nn.Module,
+                 out: Path) -> tuple[Path | None, str]:
+    """Restore one input: (the restored image's path, or None when skipped, and its record line)."""
+    from tqdm.auto import tqdm
+
+    try:
+        rgb, alpha = read_image_rgba(item.path)
+    except ImageReadError as exc:
+        message = str(exc).splitlines()[0]
+        if not item.from_folder:
+            raise ImageReadError(message) from None
+        tqdm.write(f"blindbench: skipped {message}", file=sys.stderr)
+        return None, f"skipped {toml_value(str(item.path))}: {message}"
+    known = None
+    if mask_path is not None:
+        known = read_mask(mask_path)
+        if known.shape != rgb.shape[:2]:
+            raise BlindbenchError(
+                f"mask {mask_path} is {known.shape[0]}x{known.shape[1]} (HxW) but image {item.path} is "
+                f"{rgb.shape[0]}x{rgb.shape[1]}"
+            )
+    written = inpaint_file(rgb, alpha, item.name, out, model, cfg, known)[0]
+    source = toml_value(str(item.path)) + ("" if mask_path is None else f" (mask {toml_value(str(mask_path))})")
+    return written, f"restored {source} -> {toml_value(written.relative_to(out).as_posix())}"
 
 
 def _inpaint_items(cfg: InpaintConfig, items: list, masks: list, model: nn.Module, meta: dict, device,
-                   out: Path) -> list[Path]:
+                   out: Path, ranks: Ranks | None = None) -> list[Path]:
+    """Restore this rank's share of ``items``; rank 0 writes the record of every rank's work."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(items, desc="inpaint", unit="image", disable=not cfg.progress or len(items) < 2, dynamic_ncols=True)
-    written: list[Path] = []
-    done: list[str] = []  # one record line per input restored or skipped, for OUT/inpaint.toml
-    skipped: list[str] = []
+    ranks = ranks or Ranks()
+    mine = [i for i in range(len(items)) if ranks.mine(i)]
+    bar = tqdm(mine, desc="inpaint", unit="image", disable=not cfg.progress or not ranks.main or len(items) < 2,
+               dynamic_ncols=True)  # fmt: skip
+    results: dict[int, tuple[Path | None, str]] = {}  # input index -> (restored or None when skipped, record line)
+    error: BaseException | None = None
     try:
-        for item, mask_path in zip(bar, masks, strict=True):
-            try:
-                rgb, alpha = read_image_rgba(item.path)
-            except ImageReadError as exc:
-                message = str(exc).splitlines()[0]
-                if not item.from_folder:
-                    raise ImageReadError(message) from None
-                skipped.append(str(item.path))
-                done.append(f"skipped {toml_value(str(item.path))}: {message}")
-                tqdm.write(f"blindbench: skipped {message}", file=sys.stderr)
-                continue
-            known = None
-            if mask_path is not None:
-                known = read_mask(mask_path)
-                if known.shape != rgb.shape[:2]:
-                    raise BlindbenchError(
-                        f"mask {mask_path} is {known.shape[0]}x{known.shape[1]} (HxW) but image {item.path} is "
-                        f"{rgb.shape[0]}x{rgb.shape[1]}"
-                    )
-            written.append(inpaint_file(rgb, alpha, item.name, out, model, cfg, known)[0])
-            source = toml_value(str(item.path)) + ("" if mask_path is None else f" (mask {toml_value(str(mask_path))})")
-            done.append(f"restored {source} -> {toml_value(written[-1].relative_to(out).as_posix())}")
+        for index in bar:
+            results[index] = _restore_one(cfg, items[index], masks[index], model, out)
+    except BaseException as exc:  # noqa: BLE001 - also Ctrl-C: the record of what was written first, then raised
+        error = exc
     finally:
-        if written:  # also when an error stopped the run: the record then lists the outputs it did write
+        bar.close()
+    merged = {k: v for share in ranks.gather(results) for k, v in share.items()} if ranks.world > 1 else results
+    written = [merged[i][0] for i in sorted(merged) if merged[i][0] is not None]
+    skipped = [str(items[i].path) for i in sorted(merged) if merged[i][0] is None]
+
+    def record() -> None:
+        if ranks.main and written:  # also when an error stopped the run: the record lists the outputs written
             extra = {
                 "checkpoint step": meta.get("step"),
                 "preset": meta.get("preset"),
                 "inputs": f"{len(items)}, restored {len(written)}, skipped {len(skipped)}",
             }
+            done = [merged[i][1] for i in sorted(merged)]
             save_config(dataclasses.replace(cfg, device=device.type), out / "inpaint.toml", extra, done)
+
+    try:
+        record()
+    except Exception as exc:  # noqa: BLE001 - raised on every rank by the check below
+        error = error or exc
+    ranks.check(error)
     if skipped and not written:
         raise BlindbenchError(f"none of the {len(skipped)} images could be read (first: {skipped[0]})")
     return written

@@ -10,6 +10,10 @@ The contract, in one place: the module takes ``image`` (B, 3, H, W) in [-1, 1] a
 If its forward also takes a ``mask`` argument, non-blind runs (``--mask-source true``, ``inpaint --mask``) pass
 the mask (B, 1, H, W) in [0, 1], 1 = damaged. ``build`` is called with no arguments; ``--checkpoint`` then
 loads a state dict into what it returns (a file holding ``{"model": state_dict}`` or a bare state dict).
+
+``inpaint`` reflect-pads each piece to a size multiple: the module's int attribute ``size_multiple`` when it has
+one, else what probing it on the meta device finds, and 32 for a module that cannot be probed (TorchScript,
+most exported programs). An exported program keeps the train/eval mode it was exported in.
 """
 
 from __future__ import annotations
@@ -35,14 +39,29 @@ def is_external(name: str) -> bool:
 class ExternalModel(nn.Module):
     """Wraps an outside module so it answers like a registered one."""
 
-    def __init__(self, inner: nn.Module | torch.jit.ScriptModule, takes_mask: bool) -> None:
+    def __init__(self, inner: nn.Module | torch.jit.ScriptModule, takes_mask: bool, fixed_mode: bool = False) -> None:
         super().__init__()
-        self.inner, self.takes_mask = inner, takes_mask
+        self.inner, self.takes_mask, self.fixed_mode = inner, takes_mask, fixed_mode
+        own = getattr(inner, "size_multiple", None)
+        if isinstance(own, int) and not isinstance(own, bool) and own >= 1:
+            self.size_multiple = own  # what `inpaint` pads to; else it probes the module (32 when it cannot)
+
+    def train(self, mode: bool = True) -> ExternalModel:
+        """Sets the mode; an exported program keeps the one it was exported in (its ``eval()`` raises)."""
+        self.training = mode
+        if not self.fixed_mode:
+            self.inner.train(mode)
+        return self
 
     def forward(self, image: Tensor, mask: Tensor | None = None, beta: float | None = None) -> InpaintOutput:
         if mask is not None and not self.takes_mask:
             raise BlindbenchError("this model takes no mask: it cannot run non-blind")
-        out = self.inner(image, mask) if mask is not None else self.inner(image)
+        try:
+            out = self.inner(image, mask) if mask is not None else self.inner(image)
+        except AssertionError as exc:  # an exported program's shape guard (exported for other sizes)
+            reason = str(exc).splitlines()[0] if str(exc) else "an assertion failed"
+            h, w = image.shape[-2:]
+            raise BlindbenchError(f"the model refused a {h}x{w} input: {reason}") from None
         if isinstance(out, InpaintOutput):
             return out
         if isinstance(out, tuple | list) and len(out) == 2:
@@ -70,7 +89,8 @@ def load_external(name: str, checkpoint: str = "", map_location: str | torch.dev
             if path.suffix == ".pt2":
                 program = torch.export.load(str(path))
                 inner = program.module()
-                return ExternalModel(inner, len(program.graph_signature.user_inputs) > 1).eval()
+                takes_mask = len(program.graph_signature.user_inputs) > 1
+                return ExternalModel(inner, takes_mask, fixed_mode=True).to(map_location).eval()
             inner = torch.jit.load(str(path), map_location=map_location)
         except Exception as exc:  # noqa: BLE001 - any load failure is a bad file
             raise BlindbenchError(f"cannot load {path} as a TorchScript or exported model "

@@ -222,13 +222,6 @@ def test_eval_checks_shards_against_the_lock(demo_dir: Path, tmp_path: Path) -> 
         run_eval(EvalConfig(model="input", shards=str(fake), out=str(tmp_path / "e"), verify=False, progress=False))
 
 
-def test_eval_ignores_a_torchrun_environment(demo_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")
-    report = run_eval(EvalConfig(model="input", out=str(tmp_path / "e"), progress=False))
-    assert report.scored == 48
-
-
 def test_failed_setup_does_not_claim_the_folder(demo_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "e"
     with pytest.raises(BlindbenchError, match="--iqa-weights"):

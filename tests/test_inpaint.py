@@ -211,10 +211,11 @@ def test_array_kinds_round_trip() -> None:
 def test_tensor_api_matches_array_api(tiny_vcn: nn.Module) -> None:
     image = _random_image(36, 44, seed=2)
     expected, expected_mask = inpaint(image, tiny_vcn)
-    x = torch.from_numpy(image).permute(2, 0, 1).double() / 127.5 - 1.0  # (3, H, W) float64 in [-1, 1]
+    x = torch.from_numpy(image).permute(2, 0, 1).double() / 255.0  # (3, H, W) float64 in [0, 1]
     restored, mask = inpaint(x, tiny_vcn)
     assert restored.shape == x.shape and restored.dtype == torch.float64 and mask.shape == (1, 36, 44)
-    as_uint8 = ((restored + 1.0) * 127.5).round().permute(1, 2, 0).numpy().astype(np.uint8)
+    assert float(restored.min()) >= 0.0 and float(restored.max()) <= 1.0
+    as_uint8 = (restored * 255.0).round().permute(1, 2, 0).numpy().astype(np.uint8)
     assert np.abs(as_uint8.astype(int) - expected).max() <= 1
     assert np.allclose(mask[0].numpy(), expected_mask, atol=1e-5)
     batch, batch_mask = inpaint(torch.stack([x, x]).float(), tiny_vcn)
@@ -437,7 +438,7 @@ def test_mask_folder_may_be_the_input_folder(echo_loader: Echo, tmp_path: Path) 
     alone = tmp_path / "alone"  # no <name>.mask.*, and <name>.png is the input itself: no mask, not itself
     alone.mkdir()
     Image.fromarray(_random_image(8, 8)).save(alone / "c.png")
-    with pytest.raises(BlindbenchError, match=r"no mask for .*c\.png in .*alone \(looked for c\.mask\.png, c\.png"):
+    with pytest.raises(BlindbenchError, match=r"no mask for .*c\.png in .*alone \(looked for c\.mask\.png, c_mask\*"):
         run_inpaint(InpaintConfig(inputs=(str(alone),), checkpoint="x", out=str(out), mask=str(alone)))
 
     masks = tmp_path / "masks"  # both names present: <name>.mask.* wins over <name>.*
@@ -563,6 +564,12 @@ def test_bad_api_inputs(tiny_vcn: nn.Module) -> None:
         (lambda: inpaint(image, tiny_vcn, tile=-5), r"tile and overlap must be integers >= 0"),
         (lambda: inpaint(image, tiny_vcn, tile=32, overlap=40), r"overlap \(40\) must be smaller than the tile side"),
         (lambda: inpaint(torch.zeros(3, 8, 8), tiny_vcn, torch.full((8, 8), 2.0)), r"mask tensor values must lie"),
+        (lambda: inpaint(torch.rand(3, 8, 8) * 2 - 1, tiny_vcn),
+         r"image tensor values must lie in \[0, 1\], got values in \[-.*\(for x in the models' \[-1, 1\] pass"),
+        (lambda: inpaint(torch.full((1, 3, 8, 8), float("nan")), tiny_vcn),
+         r"image tensor values must lie in \[0, 1\]"),
+        (lambda: inpaint(np.full((8, 8, 3), 1.5, np.float32), tiny_vcn), r"float image must lie in \[0, 1\], got "
+         r"values in \[1\.5, 1\.5\]"),
     ]
     for call, pattern in cases:
         with pytest.raises(BlindbenchError, match=pattern) as info:
@@ -586,7 +593,7 @@ def test_composite_keeps_clean_pixels_and_raw_is_the_network_output(tiny_vcn: nn
     raw, _ = inpaint(image, tiny_vcn, known, composite=False)
     assert not np.array_equal(raw[known == 0], image[known == 0])
     assert np.array_equal(raw[known == 1], kept[known == 1])  # inside the hole both are the network's output
-    x = torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
     tensor_kept, _ = inpaint(x, tiny_vcn, torch.from_numpy(known))
     assert torch.equal(tensor_kept[:, torch.from_numpy(known) == 0], x[:, torch.from_numpy(known) == 0])
 
@@ -602,3 +609,50 @@ def test_outputs_never_replace_a_mask_file(echo_loader: Echo, tmp_path: Path) ->
         run_inpaint(InpaintConfig(inputs=(str(tmp_path / "photo.jpg"),), checkpoint="x", out=str(masks),
                                   mask=str(masks), progress=False))  # fmt: skip
     assert (masks / "photo.png").read_bytes() == before
+
+
+# ------------------------------------------------------------------------------- one value convention
+
+
+def test_tensors_and_arrays_share_the_unit_range(tiny_vcn: nn.Module) -> None:
+    """A [0, 1] tensor is the documented input (it used to be read as [-1, 1] and come back in about [-0.2, 0.08])."""
+    echo = Echo()
+    unit = torch.rand(2, 3, 24, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    restored, _ = inpaint(unit, echo, composite=False)
+    assert restored.dtype == torch.float64 and torch.allclose(restored, unit, atol=1e-6)  # Echo: output = input
+    array = unit[0].permute(1, 2, 0).numpy().astype(np.float32)
+    from_array, _ = inpaint(array, tiny_vcn)
+    from_tensor, _ = inpaint(unit[0].float(), tiny_vcn)
+    assert np.allclose(from_tensor.permute(1, 2, 0).numpy(), from_array, atol=1e-5)  # the same numbers either way
+
+
+# ------------------------------------------------------------------------------------ LaMa-style masks
+
+
+def test_lama_style_masks_are_masks_not_inputs(echo_loader: Echo, tmp_path: Path) -> None:
+    folder = tmp_path / "lama"  # LaMa's layout (and blindbench export --masks): photo.png beside photo_mask*.png
+    folder.mkdir()
+    known = np.zeros((32, 40), dtype=np.uint8)
+    known[4:20, 8:30] = 255
+    for name in ("a", "b"):
+        Image.fromarray(_random_image(32, 40, seed=ord(name))).save(folder / f"{name}.png")
+    Image.fromarray(known).save(folder / "a_mask.png")
+    Image.fromarray(255 - known).save(folder / "b_mask000.png")
+    Image.fromarray(_random_image(32, 40, seed=5)).save(folder / "face_masked.png")  # no face.*: a photo
+    Image.fromarray(known).save(folder / "face_masked_mask.png")  # ... whose own mask is this one
+    out = tmp_path / "out"
+    written = run_inpaint(InpaintConfig(inputs=(str(folder),), checkpoint="x", out=str(out), mask=str(folder),
+                                        progress=False))  # fmt: skip
+    assert [p.name for p in written] == ["a.png", "b.png", "face_masked.png"]
+    assert np.array_equal(np.asarray(Image.open(out / "a.mask.png")), known)
+    assert np.array_equal(np.asarray(Image.open(out / "b.mask.png")), 255 - known)
+    assert np.array_equal(np.asarray(Image.open(out / "face_masked.mask.png")), known)
+
+    Image.fromarray(known).save(folder / "b_mask001.png")  # two masks for one image: which one is meant?
+    several = r"several masks for .*b\.png in .*: b_mask000\.png, b_mask001\.png"
+    with pytest.raises(BlindbenchError, match=several) as info:
+        run_inpaint(InpaintConfig(inputs=(str(folder / "b.png"),), checkpoint="x", out=str(tmp_path / "o2"),
+                                  mask=str(folder), progress=False))  # fmt: skip
+    _one_line(info)
+    blind = run_inpaint(InpaintConfig(inputs=(str(folder),), checkpoint="x", out=str(tmp_path / "o3"), progress=False))
+    assert [p.name for p in blind] == ["a.png", "b.png", "face_masked.png"]  # blind too: masks are not inputs

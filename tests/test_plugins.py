@@ -6,6 +6,7 @@ import csv
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,115 @@ def test_registered_model_non_blind(tiny_vcn_run: Path, demo_dir: Path, tmp_path
                  "photos-demo", "--limit", "4", "--out", str(tmp_path / "nb"), "--no-progress"]) == 0  # fmt: skip
     rows = _rows(tmp_path / "nb")
     assert {r["method"] for r in rows.values()} == {"vcn-true-mask"} and all(r["bce"] == "" for r in rows.values())
+
+
+# ------------------------------------------------------------------------------------------------- inpaint
+
+
+def _photos(folder: Path, sizes: list[tuple[int, int]]) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    for i, (h, w) in enumerate(sizes):
+        pixels = np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{i}.png")
+    return folder
+
+
+def _read(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+def test_inpaint_with_a_callable_and_its_weights(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "in", [(32, 40), (48, 32)])
+    weights = tmp_path / "scale1.pt"
+    torch.save({"model": {"scale": torch.tensor(1.0)}}, weights)
+    common = [str(photos), "--model", "outside_model:build_image_only", "--no-progress"]
+    assert main(["inpaint", *common, "--checkpoint", str(weights), "-o", str(tmp_path / "one")]) == 0
+    for name in ("p0", "p1"):  # scale 1 returns the input: the weights were loaded, the levels survive exactly
+        assert np.array_equal(_read(tmp_path / "one" / f"{name}.png"), _read(photos / f"{name}.png"))
+        assert not (tmp_path / "one" / f"{name}.mask.png").exists()  # an image alone: no mask to write
+    assert main(["inpaint", *common, "-o", str(tmp_path / "half")]) == 0  # its own scale 0.5: x / 2 in [-1, 1]
+    half = (_read(photos / "p0.png").astype(np.float64) + 127.5) / 2
+    assert np.abs(_read(tmp_path / "half" / "p0.png") - half).max() <= 1
+    assert "outside model outside_model:build_image_only" in (tmp_path / "half" / "inpaint.toml").read_text()
+
+    known = np.zeros((32, 40), np.uint8)
+    known[8:20, 10:30] = 255
+    from PIL import Image
+
+    Image.fromarray(known).save(tmp_path / "known.png")
+    assert main(["inpaint", str(photos / "p0.png"), "--model", "outside_model:build_tuple", "--mask",
+                 str(tmp_path / "known.png"), "-o", str(tmp_path / "nb"), "--no-progress"]) == 0  # fmt: skip
+    assert np.array_equal(_read(tmp_path / "nb" / "p0.mask.png"), known)  # non-blind: the user's mask guided it
+
+
+def test_inpaint_torchscript_and_exported_files_equal_their_models(tmp_path: Path) -> None:
+    from blindbench.checkpoint import save_checkpoint
+    from blindbench.inpainting import InpaintConfig, run_inpaint
+    from blindbench.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("vcn", "tiny").eval()
+    checkpoint = save_checkpoint({"model_name": "vcn", "preset": "tiny", "step": 0, "stage": "joint", "config": {},
+                                  "model": model.state_dict()}, tmp_path / "vcn.pt")  # fmt: skip
+
+    class Traceable(torch.nn.Module):  # tuple outputs trace; the NamedTuple is rebuilt by the wrapper
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, image):
+            out = self.model(image)
+            return out.mask_logits, out.image
+
+    script = tmp_path / "vcn.ts"
+    torch.jit.trace(Traceable().eval(), torch.zeros(1, 3, 64, 64), check_trace=False).save(str(script))
+    photos = _photos(tmp_path / "in", [(64, 64), (64, 96)])  # multiples of 32, the pad of an unprobed module
+
+    def run(out: str, **model) -> None:
+        run_inpaint(InpaintConfig(inputs=(str(photos),), out=str(tmp_path / out), progress=False, **model))
+
+    run("reg", model="vcn", checkpoint=str(checkpoint))
+    run("ts", model=str(script))
+    for name in ("p0", "p1"):
+        for suffix in (".png", ".mask.png"):
+            ts, reg = _read(tmp_path / "ts" / f"{name}{suffix}"), _read(tmp_path / "reg" / f"{name}{suffix}")
+            assert np.array_equal(ts, reg)
+
+    import outside_model
+
+    sides = {2: torch.export.Dim("h", min=8, max=1024), 3: torch.export.Dim("w", min=8, max=1024)}
+    program = torch.export.export(outside_model.build_image_only().eval(), (torch.zeros(1, 3, 32, 32),),
+                                  dynamic_shapes=(sides,))  # fmt: skip
+    torch.export.save(program, str(tmp_path / "half.pt2"))
+    run("pt2", model=str(tmp_path / "half.pt2"))  # an exported program refuses .eval(): it keeps its own mode
+    run("py", model="outside_model:build_image_only")
+    for name in ("p0", "p1"):
+        assert np.array_equal(_read(tmp_path / "pt2" / f"{name}.png"), _read(tmp_path / "py" / f"{name}.png"))
+
+    static = torch.export.export(outside_model.build_image_only().eval(), (torch.zeros(1, 3, 32, 32),))
+    torch.export.save(static, str(tmp_path / "static.pt2"))  # exported for 32x32 only: a guard refuses 64x96
+    with pytest.raises(BlindbenchError, match=r"the model refused a 64x64 input: Guard failed") as info:
+        run("static", model=str(tmp_path / "static.pt2"))
+    assert "\n" not in str(info.value)
+
+
+def test_inpaint_plugin_option_errors(tmp_path: Path) -> None:
+    from blindbench.inpainting import InpaintConfig, run_inpaint
+
+    photos = _photos(tmp_path / "in", [(32, 32)])
+    (tmp_path / "mask.png").write_bytes((photos / "p0.png").read_bytes())
+    cases = [
+        ({"model": str(tmp_path / "missing.ts")}, r"model file not found: .*missing\.ts"),
+        ({"model": str(tmp_path / "x.ts"), "checkpoint": "w.pt"}, r"--checkpoint loads weights into a pkg\.module"),
+        ({"model": "outside_model:build_image_only", "pretrained": "photos"}, r"--pretrained names zoo weights"),
+        ({"model": "outside_model:nothing"}, r"cannot import model 'outside_model:nothing'"),
+        ({"model": "outside_model:build_image_only", "mask": str(tmp_path / "mask.png")}, r"takes no mask"),
+    ]
+    for options, pattern in cases:
+        with pytest.raises(BlindbenchError, match=pattern) as info:
+            run_inpaint(InpaintConfig(inputs=(str(photos),), out=str(tmp_path / "out"), progress=False, **options))
+        assert "\n" not in str(info.value)
