@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import tarfile
 import tempfile
 import time
 
@@ -25,12 +24,12 @@ from blindbench.paths import corpus_dir
 from blindbench.sets import load_set
 from blindbench.shards import (
     PNG_LEVEL,
-    _tar_member,
     clean_indices,
     clean_pool,
     corrupt_sample,
     encode_sample,
     generate_set,
+    tar_writer,
 )
 
 
@@ -57,12 +56,11 @@ def main() -> None:
     start = time.perf_counter()
     buffer = io.BytesIO()
     samples = []
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with tar_writer(buffer) as tar:
         for index, clean_index in zip(indices, cleans):
             sample = corrupt_sample(spec, corpus, index % spec.count, clean_index)
             samples.append(sample)
-            for ext, data in encode_sample(sample).items():
-                _tar_member(tar, f"{sample.key}.{ext}", data)
+            tar.write({"__key__": sample.key, **encode_sample(sample)})
     end_to_end = time.perf_counter() - start
 
     start = time.perf_counter()

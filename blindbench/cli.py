@@ -64,12 +64,24 @@ class GenerateConfig:
 
     set: str = _option("photos-demo", "set name (manifests/<name>.toml) or a path to a .toml manifest")
     out: str = _option("", "output folder (default <data>/sets/<name>)")
-    workers: int = _option(-1, "parallel workers (-1: all cores); the bytes do not depend on it")
-    backend: str = _option("loky", "joblib backend", choices=("loky", "threading", "multiprocessing"))
+    workers: int = _option(-1, "parallel workers (-1: all cores, or all of a cluster's); the bytes do not depend on it")
+    backend: str = _option("loky", "joblib backend: loky, threading, multiprocessing, dask (pip install "
+                           "'blindbench[dask]') or ray ('blindbench[ray]'); the bytes do not depend on it")
+    scheduler: str = _option("", "--backend dask: the dask.distributed scheduler, e.g. tcp://host:8786 (default: "
+                             "a local cluster of --workers processes)")
+    address: str = _option("", "--backend ray: the ray cluster, e.g. auto or ray://host:10001 (default: "
+                           "$RAY_ADDRESS, else a local ray)")
     overwrite: bool = _option(False, "regenerate shards made from another version of the manifest (else an error)")
 
     def __post_init__(self) -> None:
+        from blindbench.shards import check_backend
+
         _check_workers(self.workers)
+        if self.scheduler and self.backend != "dask":
+            raise BlindbenchError(f"--scheduler is the dask scheduler: use it with --backend dask, not {self.backend}")
+        if self.address and self.backend != "ray":
+            raise BlindbenchError(f"--address is the ray cluster: use it with --backend ray, not {self.backend}")
+        check_backend(self.backend)
 
 
 @dataclass(frozen=True)
@@ -180,7 +192,8 @@ def run_generate(cfg: GenerateConfig) -> None:
     from blindbench.shards import generate_set
 
     spec = load_set(cfg.set)
-    report = generate_set(spec, cfg.out or None, workers=cfg.workers, backend=cfg.backend, overwrite=cfg.overwrite)
+    report = generate_set(spec, cfg.out or None, workers=cfg.workers, backend=cfg.backend, overwrite=cfg.overwrite,
+                          address=cfg.scheduler or cfg.address)
     total = sum(e["bytes"] for e in report.lock["shards"])
     print(
         f"set {spec.name}: {spec.count} samples in {spec.shard_count} shards ({total / 2**20:.1f} MiB) at "

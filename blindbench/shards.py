@@ -2,44 +2,58 @@
 
 Each shard ``<set>-%06d.tar`` holds, per sample key (no dots), the members ``KEY.input.png`` (I),
 ``KEY.target.png`` (O), ``KEY.mask.png`` (hard M, 0/255), ``KEY.soft_mask.png`` (M̃, 8-bit),
-``KEY.fill.png`` (N) and ``KEY.json`` (pattern, replayable parameters, provenance). Tar headers have
-fixed mtime, owner and mode, PNGs are encoded by OpenCV at a fixed level: the same manifest gives the
-same bytes for any number of workers, on a rerun, and after an interrupted run.
+``KEY.fill.png`` (N) and ``KEY.json``. ``webdataset.TarWriter`` writes them with fixed mtime, owner and
+mode, PNGs are encoded by OpenCV at a fixed level: the same manifest gives the same bytes for any number of
+workers, on any joblib backend (a dask or ray cluster too), on a rerun, and after an interrupted run.
+
+The JSON has one flat schema for every pattern, so tools that infer a table schema from a few samples
+(Hugging Face ``datasets.load_dataset("webdataset", ...)``) read whole sets: ``key``, ``set`` and
+``pattern`` (the recipe name) are strings, ``index`` an integer, and ``params`` (the replayable corruption
+parameters, whose shape depends on the pattern) and ``provenance`` are JSON text; `read_meta` decodes them.
 
 A shard is written to a temporary name and renamed when complete; its sha256 goes to a ``.sha256``
 sidecar after the rename. A rerun keeps every shard whose sidecar matches its bytes (resume) and
-rewrites the rest. ``<set>.lock.json`` lists every shard's sha256 and count plus the library versions.
+rewrites the rest. ``<set>.lock.json`` lists every shard's sha256 and count plus the library versions
+and the shard ``format`` (`SHARD_FORMAT`); shards of an older format are rewritten by the next ``generate``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import json
 import os
 import platform
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from joblib import Parallel, delayed
+import webdataset as wds
+from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from tqdm.auto import tqdm
 
 from blindbench import __version__
 from blindbench.corpus import Corpus, CropPool, build_corpus, build_embedded_corpus, folder_sources, is_built
-from blindbench.corruption import PATTERNS_WITH_IMAGE_FILL, Corruption, apply, sample_params
+from blindbench.corruption import PATTERNS_WITH_IMAGE_FILL, Corruption, _unknown, apply, sample_params
 from blindbench.errors import BlindbenchError, ShardError
 from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
 from blindbench.locking import exclusive_folder
 from blindbench.pairs import PairCorpus, is_pair_corpus, pair_sample
-from blindbench.paths import corpus_dir, manifests_dir, set_dir
+from blindbench.paths import corpus_dir, data_root, manifests_dir, set_dir
 from blindbench.sets import SetSpec, content_digest
 
 PNG_LEVEL = 1  # OpenCV's fast setting: lossless, and the generation floor measured in benchmarks/generate.py
+# Version of the shard bytes' layout, in every lock and sidecar. 1: JSON nested by pattern; 2: flat JSON schema
+# (params and provenance as JSON text), tar written by webdataset.TarWriter.
+SHARD_FORMAT = 2
+# joblib backends generate runs on: "dask" needs `pip install blindbench[dask]`, "ray" `blindbench[ray]`.
+BACKENDS = ("loky", "threading", "multiprocessing", "dask", "ray")
+
+
 class StaleShardError(ShardError):
     """An output folder holds shards generated from another version of the set."""
 
@@ -116,25 +130,46 @@ def corrupt_sample(spec: SetSpec, corpus: Corpus, index: int, clean_index: int, 
     return Sample(key, clean, apply(clean, fill_image, params), meta)
 
 
+def _compact_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def meta_json(meta: dict) -> bytes:
+    """A sample's ``KEY.json``: its metadata with every nested value (a dict or list) as JSON text.
+
+    The top level then has the same keys and types for every pattern (a table schema inferred from any one
+    sample fits them all); `read_meta` is the inverse.
+    """
+    flat = {k: _compact_json(v) if isinstance(v, dict | list) else v for k, v in meta.items()}
+    return _compact_json(flat).encode()
+
+
+def read_meta(data: bytes | str) -> dict:
+    """A ``KEY.json`` member decoded, with ``params`` and ``provenance`` back as dicts (as `sample_params` made)."""
+    meta = json.loads(data)
+    for key in ("params", "provenance"):
+        if isinstance(meta.get(key), str):
+            meta[key] = json.loads(meta[key])
+    return meta
+
+
 def encode_sample(sample: Sample) -> dict[str, bytes]:
     """The shard members of a sample as bytes, keyed by extension (sorted, as WebDataset writes them)."""
     corruption = sample.corruption
     return {
         "fill.png": encode_png(corruption.fill, PNG_LEVEL),
         "input.png": encode_png(corruption.input, PNG_LEVEL),
-        "json": json.dumps(sample.meta, sort_keys=True, separators=(",", ":")).encode(),
+        "json": meta_json(sample.meta),
         "mask.png": encode_png(corruption.mask * np.uint8(255), PNG_LEVEL),
         "soft_mask.png": encode_png(corruption.soft_mask, PNG_LEVEL),
         "target.png": encode_png(sample.target, PNG_LEVEL),
     }
 
 
-def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o444
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
+def tar_writer(handle) -> wds.TarWriter:
+    """A WebDataset tar writer with fixed metadata (mtime 0, uid/gid 0, no owner names, mode 0444): the shard's
+    bytes follow from its members alone. Members are written in sorted extension order, as `MEMBERS`."""
+    return wds.TarWriter(handle, user="", group="", mode=0o444, mtime=0, encoder=False, compress=False)
 
 
 def shard_content(spec: SetSpec, corpus: Corpus) -> str:
@@ -144,15 +179,19 @@ def shard_content(spec: SetSpec, corpus: Corpus) -> str:
 
 
 def _sidecar_text(digest: str, name: str, content: str) -> bytes:
-    # sha256sum-compatible (`sha256sum -c` skips the comment line), plus what the bytes were made from
-    return f"{digest}  {name}\n# set content {content}\n".encode()
+    # sha256sum-compatible (`sha256sum -c` skips the comment lines), plus what the bytes were made from
+    return f"{digest}  {name}\n# set content {content}\n# shard format {SHARD_FORMAT}\n".encode()
+
+
+def _sidecar_field(sidecar: Path, name: str) -> str:
+    for line in sidecar.read_text(errors="replace").splitlines():
+        if line.startswith(f"# {name} "):
+            return line.removeprefix(f"# {name} ").strip()
+    return ""
 
 
 def _sidecar_content(sidecar: Path) -> str:
-    for line in sidecar.read_text(errors="replace").splitlines():
-        if line.startswith("# set content "):
-            return line.removeprefix("# set content ").strip()
-    return ""
+    return _sidecar_field(sidecar, "set content")
 
 
 def open_corpus(spec: SetSpec) -> Corpus | PairCorpus:
@@ -185,12 +224,11 @@ def write_shard(spec: SetSpec, shard: int, out_dir: Path) -> dict:
     tmp = out_dir / f".{final.name}.partial"
     try:
         with open(tmp, "wb") as handle:
-            with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            with tar_writer(handle) as tar:
                 cleans = clean_indices(spec, source_count(spec, corpus), indices)
                 for index, clean_index in zip(indices, cleans):
                     sample = set_sample(spec, corpus, index, clean_index)
-                    for ext, data in encode_sample(sample).items():
-                        _tar_member(tar, f"{sample.key}.{ext}", data)
+                    tar.write({"__key__": sample.key, **encode_sample(sample)})
             handle.flush()
             os.fsync(handle.fileno())
         digest = sha256_file(tmp)
@@ -201,6 +239,29 @@ def write_shard(spec: SetSpec, shard: int, out_dir: Path) -> dict:
     sidecar = _sidecar_text(digest, final.name, shard_content(spec, corpus))
     atomic_write_bytes(final.with_name(final.name + ".sha256"), sidecar)
     return {"file": final.name, "sha256": digest, "count": len(indices), "bytes": final.stat().st_size}
+
+
+@contextlib.contextmanager
+def _data_root_at(root: str) -> Iterator[None]:
+    """Resolve corpora under ``root`` meanwhile: a cluster worker does not share the caller's environment."""
+    if data_root().resolve() == Path(root):
+        yield
+        return
+    previous = os.environ.get("BLINDBENCH_DATA")
+    os.environ["BLINDBENCH_DATA"] = root
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("BLINDBENCH_DATA", None)
+        else:
+            os.environ["BLINDBENCH_DATA"] = previous
+
+
+def shard_job(spec: SetSpec, shard: int, out_dir: str, root: str) -> dict:
+    """`write_shard` as a job for any worker, one on another machine too: every path comes absolute."""
+    with _data_root_at(root):
+        return write_shard(spec, shard, Path(out_dir))
 
 
 def _existing_entry(spec: SetSpec, shard: int, out_dir: Path, content: str) -> dict | None:
@@ -219,6 +280,8 @@ def _existing_entry(spec: SetSpec, shard: int, out_dir: Path, content: str) -> d
     if made_from != content:
         raise StaleShardError(f"{final} was made from another version of set {spec.name} (its manifest or corpus "
                               f"changed): pass --overwrite to regenerate the set, or choose another --out")
+    if _sidecar_field(sidecar, "shard format") != str(SHARD_FORMAT):  # an older blindbench's layout: rewrite
+        return None
     recorded = "".join(sidecar.read_text(errors="replace").split()[:1])  # empty or damaged: rewrite the shard
     if sha256_file(final) != recorded:
         return None
@@ -239,7 +302,97 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "opencv": cv2.__version__,
         "pillow": PIL.__version__,
+        "webdataset": wds.__version__,
     }
+
+
+def check_backend(backend: str, address: str = "") -> None:
+    """One-line errors for an unknown backend, or a cluster address given to a backend that takes none."""
+    if backend not in BACKENDS:
+        raise _unknown("backend", backend, BACKENDS)
+    if address and backend not in ("dask", "ray"):
+        raise BlindbenchError(f"a cluster address is for --backend dask (--scheduler) or ray (--address), "
+                              f"not {backend}")
+
+
+def _extra(backend: str, module: str) -> BlindbenchError:
+    return BlindbenchError(f"--backend {backend} needs {module}: pip install 'blindbench[{backend}]'")
+
+
+@contextlib.contextmanager
+def engine(backend: str, workers: int = -1, address: str = "") -> Iterator[int]:
+    """Run the joblib calls inside on ``backend``, with the cluster it needs; yields how many jobs run at once.
+
+    ``dask``: a dask.distributed scheduler at ``address`` (``tcp://host:8786``), else the default client of
+    this process, else a local cluster of ``workers`` processes for the duration. ``ray``: the cluster at
+    ``address`` (``auto``, ``ray://host:10001``, or ``$RAY_ADDRESS``), else a local ray for the duration.
+    joblib knows neither name as a string: dask is passed its client through `parallel_config`, and ray
+    registers itself there.
+    """
+    check_backend(backend, address)
+    if backend == "dask":
+        try:
+            from dask.distributed import Client, LocalCluster, get_client
+        except ImportError:
+            raise _extra("dask", "dask.distributed") from None
+        with contextlib.ExitStack() as stack:
+            if address:
+                try:
+                    client = stack.enter_context(Client(address, timeout="10s", set_as_default=False))
+                except (OSError, TimeoutError) as exc:
+                    raise BlindbenchError(f"cannot reach the dask scheduler at {address}: {exc}") from None
+            else:
+                try:
+                    client = get_client()
+                except ValueError:  # no client yet: a local cluster for this call
+                    n = (os.cpu_count() or 1) if workers == -1 else workers
+                    cluster = stack.enter_context(LocalCluster(n_workers=n, threads_per_worker=1,
+                                                               dashboard_address=":0"))
+                    client = stack.enter_context(Client(cluster, set_as_default=False))
+            slots = sum(client.nthreads().values())
+            with parallel_config(backend="dask", client=client):
+                yield slots if workers == -1 else min(workers, slots)
+    elif backend == "ray":
+        try:
+            import ray
+            from ray.util.joblib import register_ray
+        except ImportError:
+            raise _extra("ray", "ray") from None
+        register_ray()
+        started = not ray.is_initialized()
+        if started:
+            local = not (address or os.environ.get("RAY_ADDRESS"))
+            try:
+                ray.init(address=address or None, num_cpus=None if not local or workers == -1 else workers,
+                         include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, ValueError) as exc:
+                raise BlindbenchError(f"cannot start or reach ray at {address or 'a local ray'}: {exc}") from None
+        try:
+            slots = int(ray.cluster_resources().get("CPU", 1))
+            with parallel_config(backend="ray"):
+                yield slots if workers == -1 else min(workers, slots)
+        finally:
+            if started:
+                ray.shutdown()
+    else:
+        with parallel_config(backend=backend):
+            yield effective_n_jobs(workers)
+
+
+def run_jobs(jobs: list, workers: int, slots: int) -> Iterator[dict]:
+    """The jobs' results in order, each as soon as it is done, on the backend `engine` set up.
+
+    Backends that return only whole lists (multiprocessing, ray) run in waves of ``slots`` jobs, so a progress
+    bar still advances while they work.
+    """
+    try:
+        parallel = Parallel(n_jobs=workers, return_as="generator")
+    except ValueError:  # "does not support return_as=generator"
+        with Parallel(n_jobs=workers) as waves:
+            for start in range(0, len(jobs), max(slots, 1)):
+                yield from waves(jobs[start:start + max(slots, 1)])
+        return
+    yield from parallel(jobs)
 
 
 def ensure_corpus(spec: SetSpec, workers: int = -1, progress: bool = True) -> None:
@@ -278,22 +431,27 @@ def generate_set(
     backend: str = "loky",
     progress: bool = True,
     overwrite: bool = False,
+    address: str = "",
 ) -> GenerateReport:
     """Write all shards of ``spec`` and its lock; complete shards from an interrupted run are kept.
 
     Args:
         spec: the set.
         out_dir: output folder (default ``<data>/sets/<name>``).
-        workers: joblib workers (-1: all cores); the bytes do not depend on it.
-        backend: any joblib backend (``loky``, ``threading``, ``multiprocessing``, or ``dask``/``ray`` when
-            installed and registered), so a cluster runs the same command.
+        workers: joblib workers (-1: all cores, or all of a cluster's); the bytes do not depend on it.
+        backend: one of `BACKENDS`: ``loky``, ``threading``, ``multiprocessing``, ``dask`` or ``ray`` (their
+            extras installed), so a cluster runs the same command. Cluster workers must see ``out_dir`` and the
+            data folder at the same paths (a shared file system) and have blindbench installed.
         progress: show a progress bar.
         overwrite: regenerate shards made from another version of the manifest or corpus (else an error).
+        address: the dask scheduler or ray cluster to run on (see `engine`); empty: a local one.
 
     Raises:
         StaleShardError: ``out_dir`` holds shards of another version of the set and ``overwrite`` is False.
-        BlindbenchError: another ``generate`` holds ``out_dir``.
+        BlindbenchError: another ``generate`` holds ``out_dir``, an unknown backend, a missing extra, or a
+            cluster that cannot be reached.
     """
+    check_backend(backend, address)
     out_dir = Path(out_dir) if out_dir is not None else set_dir(spec.name)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -310,11 +468,11 @@ def generate_set(
             f"{corpus.manifest['config']['crop']}px crops"
         )
     with exclusive_folder(out_dir, "generate"):
-        return _generate_locked(spec, out_dir, corpus, workers, backend, progress, overwrite)
+        return _generate_locked(spec, out_dir, corpus, workers, backend, progress, overwrite, address)
 
 
 def _generate_locked(spec: SetSpec, out_dir: Path, corpus: Corpus, workers: int, backend: str, progress: bool,
-                     overwrite: bool) -> GenerateReport:
+                     overwrite: bool, address: str) -> GenerateReport:
     for stale in out_dir.glob(f".{spec.name}-*.partial"):  # left by a killed run
         stale.unlink()
     content = shard_content(spec, corpus)
@@ -333,8 +491,8 @@ def _generate_locked(spec: SetSpec, out_dir: Path, corpus: Corpus, workers: int,
             entries[shard] = entry
     kept = len(entries)
     if todo:
-        jobs = (delayed(write_shard)(spec, shard, out_dir) for shard in todo)
-        results = Parallel(n_jobs=workers, backend=backend, return_as="generator")(jobs)
+        job: Callable[..., dict] = delayed(shard_job)
+        jobs = [job(spec, shard, str(out_dir.resolve()), str(data_root().resolve())) for shard in todo]
         bar = tqdm(
             total=spec.count,
             initial=sum(e["count"] for e in entries.values()),
@@ -342,12 +500,13 @@ def _generate_locked(spec: SetSpec, out_dir: Path, corpus: Corpus, workers: int,
             desc=f"generate {spec.name}",
             disable=not progress,
         )
-        with bar:
-            for shard, entry in zip(todo, results):
+        with bar, engine(backend, workers, address) as slots:
+            for shard, entry in zip(todo, run_jobs(jobs, workers, slots)):
                 entries[shard] = entry
                 bar.update(entry["count"])
     lock = {
         "set": spec.name,
+        "format": SHARD_FORMAT,
         "manifest_sha256": spec.sha256,
         "content_sha256": content,
         "count": spec.count,
@@ -399,6 +558,9 @@ def verify_set(
     ):
         raise ShardError(f"not a blindbench lock (each shard needs a 'file' and a 'sha256'): {lock_path}")
     problems = []
+    if lock.get("format", 1) != SHARD_FORMAT:
+        problems.append(f"lock {lock_path.name} is of shard format {lock.get('format', 1)}, this blindbench writes "
+                        f"format {SHARD_FORMAT}: regenerate the set (`blindbench generate`) and its lock")
     if lock.get("manifest_sha256") != spec.sha256:
         problems.append(f"lock {lock_path.name} was made from a different manifest than {spec.path}")
     if lock.get("content_sha256") and (is_pair_corpus if spec.kind == "pairs" else is_built)(spec.corpus.name):

@@ -177,3 +177,83 @@ def test_sheet_of_a_shard_with_a_corrupt_png_is_one_line(demo_dir: Path, demo_sp
     assert main(["sheet", "--set", "photos-demo", "--out", str(folder), "--png", str(tmp_path / "s.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad sample photos-demo_000000" in err[0]
+
+
+def test_sample_json_has_one_flat_schema_for_every_pattern(demo_dir: Path, demo_spec, photos_corpus) -> None:
+    """Schema inference from a few samples (HF datasets) needs the same keys and value types in every sample."""
+    from blindbench.corpus import Corpus
+    from blindbench.shards import clean_indices, clean_pool, corrupt_sample, iter_shard_samples, read_meta
+
+    corpus = Corpus.open("photos")
+    cleans = clean_indices(demo_spec, len(clean_pool(demo_spec, corpus)), range(demo_spec.count))
+    schemas, patterns = set(), set()
+    for shard in range(demo_spec.shard_count):
+        for raw in iter_shard_samples(demo_dir / demo_spec.shard_name(shard)):
+            flat = json.loads(raw["json"])
+            schemas.add(tuple((k, type(v).__name__) for k, v in sorted(flat.items())))
+            meta = read_meta(raw["json"])
+            patterns.add(meta["pattern"])
+            expected = corrupt_sample(demo_spec, corpus, meta["index"], cleans[meta["index"]]).meta
+            assert meta == expected  # read_meta gives back the replayable parameters as generated
+    assert len(patterns) == len(demo_spec.recipes)
+    assert schemas == {(("index", "int"), ("key", "str"), ("params", "str"), ("pattern", "str"),
+                        ("provenance", "str"), ("set", "str"))}  # fmt: skip
+
+
+def test_lock_and_sidecars_carry_the_shard_format(demo_dir: Path, demo_spec, tmp_path: Path) -> None:
+    """Shards of an older format (sidecars without the format line) are rewritten; an older lock is reported."""
+    lock = json.loads(committed_lock_path("photos-demo").read_text())
+    assert lock["format"] == shards.SHARD_FORMAT == 2
+    folder = tmp_path / "old-format"
+    shutil.copytree(demo_dir, folder)
+    for sidecar in folder.glob("*.sha256"):
+        lines = sidecar.read_text().splitlines(keepends=True)
+        sidecar.write_text("".join(line for line in lines if not line.startswith("# shard format")))
+    report = generate_set(demo_spec, folder, workers=1, progress=False)
+    assert (report.written, report.kept) == (demo_spec.shard_count, 0)
+    assert _hashes(folder, demo_spec) == _hashes(demo_dir, demo_spec)
+    old = {k: v for k, v in lock.items() if k != "format"}
+    (tmp_path / "old.lock.json").write_text(json.dumps(old))
+    problems = verify_set(demo_spec, demo_dir, lock_path=tmp_path / "old.lock.json").problems
+    assert any("shard format 1, this blindbench writes format 2" in p for p in problems), problems
+
+
+def test_webdataset_tar_writer_gives_the_hand_written_tar_bytes(demo_dir: Path, demo_spec) -> None:
+    """The shard writer is webdataset's TarWriter with fixed metadata; it equals the stdlib writer it replaced."""
+    import io
+    import tarfile
+
+    from blindbench.shards import iter_shard_samples, tar_writer
+
+    shard = demo_dir / demo_spec.shard_name(0)
+    samples = list(iter_shard_samples(shard))
+    by_hand = io.BytesIO()
+    with tarfile.open(fileobj=by_hand, mode="w", format=tarfile.USTAR_FORMAT) as tar:  # the writer before
+        for sample in samples:
+            for ext in shards.MEMBERS:
+                info = tarfile.TarInfo(f"{sample['__key__']}.{ext}")
+                info.size, info.mtime, info.mode, info.uid, info.gid = len(sample[ext]), 0, 0o444, 0, 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(sample[ext]))
+    library = io.BytesIO()
+    with tar_writer(library) as tar:
+        for sample in samples:
+            tar.write(sample)
+    assert library.getvalue() == by_hand.getvalue() == shard.read_bytes()
+
+
+def test_public_shuffle_stage_draws_as_the_private_one(demo_dir: Path, demo_spec) -> None:
+    """The loader's buffer shuffle uses webdataset's public `shuffle(..., rng=)`: the order `_shuffle` gave."""
+    import random
+
+    import numpy as np
+    import webdataset as wds
+
+    from blindbench.loader import shard_urls
+
+    urls = shard_urls(demo_spec, demo_dir)
+    order = np.random.default_rng(np.random.SeedSequence([1, 0])).permutation(len(urls))  # the shard shuffle
+    keys = [s["__key__"] for i in order for s in shards.iter_shard_samples(urls[i])]
+    private = list(wds.filters._shuffle(iter(keys), 10, 10, random.Random(hash((1, 0, 0, 0)))))
+    loaded = [s["key"] for s in shard_dataset(urls, seed=1, epoch=0, shuffle_buffer=10)]  # rank 0, worker 0
+    assert loaded == private and sorted(loaded) == sorted(keys) and loaded != keys
