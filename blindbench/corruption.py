@@ -17,7 +17,12 @@ paste      a rectangle of another photo (face-swap / inserted      ``rectangles`
            object), the photo translated so the box's content
            lands in the hole
 graffiti   a two-colour spray-paint gradient                       ``graffiti``
+image      a contaminant image (spray paint, sticker, logo) from   ``image`` (its alpha
+           ``mask_options.folder``, placed at random               or non-black pixels)
 ========== ======================================================= ==================
+
+The ``folder`` mask generator reads a user's binary masks (e.g. NVIDIA's irregular masks, binned by hole ratio)
+and goes with any pattern but ``image``.
 
 Every random draw comes from the ``rng`` handed to `sample_params`; `apply` is a pure function of its
 arguments, so the JSON parameters stored with a sample replay it exactly.
@@ -36,7 +41,7 @@ import cv2
 import numpy as np
 
 from blindbench.errors import ConfigError
-from blindbench.masks import blend, get_mask_generator, soft_mask
+from blindbench.masks import FILE_GENERATORS, blend, folder_digest, get_mask_generator, place_contaminant, soft_mask
 
 PATTERN_DEFAULT_MASK = {
     "real": "vcn",
@@ -45,6 +50,7 @@ PATTERN_DEFAULT_MASK = {
     "text": "text",
     "paste": "rectangles",
     "graffiti": "graffiti",
+    "image": "image",
 }
 PATTERNS_WITH_IMAGE_FILL = frozenset({"real", "paste"})
 
@@ -82,6 +88,8 @@ class Recipe:
             (1.0 for benchmark sets; 0.5 in training, as the official code).
         weight: relative frequency of this recipe within a set.
         name: label stored with each sample (default: the pattern, or ``pattern-mask`` with a non-default mask).
+        files_sha256: for the ``folder`` and ``image`` generators, the digest of their folder's files (computed,
+            not given), so that a changed folder changes the set's content digest.
     """
 
     pattern: str
@@ -90,6 +98,7 @@ class Recipe:
     soft_probability: float = 1.0
     weight: float = 1.0
     name: str = ""
+    files_sha256: str = ""
 
     def __post_init__(self) -> None:
         if self.pattern not in PATTERN_DEFAULT_MASK:
@@ -97,6 +106,9 @@ class Recipe:
         default_mask = PATTERN_DEFAULT_MASK[self.pattern]
         if not self.mask:
             object.__setattr__(self, "mask", default_mask)
+        if (self.pattern == "image") != (self.mask == "image"):  # the placed image is both the fill and the mask
+            raise ConfigError(f"pattern {self.pattern!r} with mask {self.mask!r}: the image pattern and the image "
+                              "mask generator go together")
         generator = get_mask_generator(self.mask)  # unknown names fail here, at load time
         if not isinstance(self.mask_options, Mapping):
             raise ConfigError(f"mask_options must be a table of options, got {self.mask_options!r}")
@@ -120,6 +132,8 @@ class Recipe:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ConfigError(f"recipe name must be letters, digits, '-' or '_' (at most 64), got {self.name!r}")
         object.__setattr__(self, "mask_options", dict(self.mask_options))
+        if self.mask in FILE_GENERATORS:  # the set's bytes follow from the folder's files: part of its content
+            object.__setattr__(self, "files_sha256", folder_digest(self.mask_options["folder"]))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
@@ -176,6 +190,8 @@ def sample_params(rng: np.random.Generator, recipe: Recipe, size: int | tuple[in
             "dx": int(rng.integers(-width // 2, width // 2 + 1)),
             "dy": int(rng.integers(-height // 2, height // 2 + 1)),
         }
+    elif pattern == "image":
+        fill = {}  # the contaminant's pixels: its placement is the mask's parameters
     else:  # graffiti
         fill = {"rgb": [_colour(rng), _colour(rng)], "angle": float(round(rng.uniform(0.0, 180.0), 3))}
     return {
@@ -210,6 +226,8 @@ def render_fill(params: Mapping[str, Any], fill_image: np.ndarray | None, height
         noise = np.random.default_rng(fill["seed"]).standard_normal((height, width, 3), dtype=np.float32)
         values = np.asarray(fill["mean"], np.float32) + np.float32(fill["std"]) * noise
         return np.rint(values).clip(0, 255).astype(np.uint8)
+    if pattern == "image":
+        return place_contaminant(params["mask"]["params"], height, width)[0]
     if pattern == "graffiti":
         theta = np.deg2rad(fill["angle"])
         ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)

@@ -20,9 +20,12 @@ without torch.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -40,13 +43,18 @@ __all__ = [
     "MaskGenerator",
     "blend",
     "draw_deepfill",
+    "draw_folder",
+    "draw_image",
     "draw_graffiti",
     "draw_lama",
     "draw_rectangles",
     "draw_text",
     "draw_vcn",
     "get_mask_generator",
+    "place_contaminant",
     "sample_deepfill",
+    "sample_folder",
+    "sample_image",
     "sample_graffiti",
     "sample_lama",
     "sample_lama_medium",
@@ -784,6 +792,198 @@ def blend(clean: np.ndarray, fill: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# from files: a user's mask folder (e.g. NVIDIA's irregular masks), and contaminant images (spray paint, stickers)
+
+
+@functools.lru_cache(maxsize=16)
+def _image_files(folder: str) -> tuple[tuple[str, str], ...]:
+    """(name relative to ``folder``, path) of every image below it, sorted; cached per process."""
+    from blindbench.imageio import list_images
+
+    root = Path(os.path.expandvars(folder))
+    if "$" in str(root):
+        raise ConfigError(f"set the environment variable in {folder!r} to the mask folder")
+    if not root.is_dir():
+        raise ConfigError(f"mask folder not found: {root}")
+    files = tuple((p.relative_to(root).as_posix(), str(p)) for p in list_images(root))
+    if not files:
+        raise ConfigError(f"no images found under {root}")
+    return files
+
+
+def _read_file_mask(path: str, alpha_or_bright: bool, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb (H, W, 3), mask (H, W) 0/1) of a file: its alpha channel if it has one, else its bright pixels."""
+    from blindbench.imageio import read_image_rgba
+
+    rgb, alpha = read_image_rgba(path)
+    if alpha is not None and alpha_or_bright:
+        return rgb, (alpha > 127).astype(np.uint8)
+    return rgb, (rgb.max(axis=2) > threshold).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def _hole_ratios(folder: str, invert: bool) -> np.ndarray:
+    """Hole fraction of every mask file of ``folder`` at its own size (read once per process, for binning)."""
+    ratios = []
+    for _, path in _image_files(folder):
+        hole = _read_file_mask(path, False, 127)[1]
+        ratios.append(1.0 - hole.mean() if invert else hole.mean())
+    return np.asarray(ratios, np.float64)
+
+
+def folder_digest(folder: str) -> str:
+    """sha256 over the names and bytes of every image in ``folder``: what a set drawing from it depends on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, path in _image_files(folder):
+        digest.update(f"{name}\0{_file_digest(path)}\n".encode())
+    return digest.hexdigest()
+
+
+FILE_GENERATORS = frozenset({"folder", "image"})  # generators whose masks come from a folder of files
+
+
+def _file_digest(path: str) -> str:
+    from blindbench.imageio import sha256_file
+
+    return sha256_file(path)[:16]
+
+
+def _checked(folder: str, name: str, digest: str) -> str:
+    """Path of ``name`` in ``folder``; a changed or missing file is an error, so a set can't silently change."""
+    path = dict(_image_files(folder)).get(name)
+    if path is None:
+        raise ConfigError(f"mask file {name!r} is no longer in {folder}")
+    if _file_digest(path) != digest:
+        raise ConfigError(f"mask file {path} changed since its sample was drawn (sha256 {digest}…)")
+    return path
+
+
+def sample_folder(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    *,
+    folder: str = "",
+    ratio_range: tuple[float, float] = (0.0, 1.0),
+    invert: bool = False,
+    flip: bool = True,
+) -> Params:
+    """Pick a binary mask file from a folder (white = hole; ``invert`` for black holes), optionally binned.
+
+    Args:
+        folder: the mask folder (``$VAR`` expanded), searched recursively, e.g. NVIDIA's irregular mask set.
+        ratio_range: keep only masks whose hole fraction (at their own size) lies in ``[lo, hi)``: the
+            PConv / LaMa bins (0.1, 0.2), …, (0.5, 0.6).
+        invert: the files mark holes black.
+        flip: also draw random horizontal and vertical flips.
+
+    Returns:
+        ``{"folder", "file", "sha256", "invert", "flip": [h, v]}``; the mask is resized (nearest) to H×W.
+    """
+    _check_size(height, width)
+    if not folder:
+        raise ValueError("the folder mask generator needs mask_options.folder")
+    lo, hi = _check_range("ratio_range", ratio_range, 0, integer=False)
+    files = _image_files(folder)
+    if (lo, hi) != (0.0, 1.0):
+        ratios = _hole_ratios(folder, bool(invert))
+        keep = np.flatnonzero((ratios >= lo) & (ratios < hi))
+        if len(keep) == 0:
+            raise ValueError(f"no mask in {folder} has a hole ratio in [{lo}, {hi})")
+    else:
+        keep = np.arange(len(files))
+    name, path = files[int(keep[int(rng.integers(len(keep)))])]
+    flips = [bool(rng.random() < 0.5), bool(rng.random() < 0.5)] if flip else [False, False]
+    return {"folder": folder, "file": name, "sha256": _file_digest(path), "invert": bool(invert), "flip": flips}
+
+
+def draw_folder(params: Params, height: int, width: int) -> np.ndarray:
+    """Render :func:`sample_folder` parameters: the file's mask, flipped, resized to H×W (nearest)."""
+    path = _checked(params["folder"], params["file"], params["sha256"])
+    hole = _read_file_mask(path, False, 127)[1]
+    if params["invert"]:
+        hole = 1 - hole
+    hole = _flip(hole, params["flip"])
+    return np.ascontiguousarray(cv2.resize(hole, (width, height), interpolation=cv2.INTER_NEAREST))
+
+
+def _flip(array: np.ndarray, flips: list[bool]) -> np.ndarray:
+    if flips[0]:
+        array = array[:, ::-1]
+    if flips[1]:
+        array = array[::-1]
+    return array
+
+
+def sample_image(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    *,
+    folder: str = "",
+    size_range: tuple[float, float] = (0.4, 0.9),
+    threshold: int = 30,
+) -> Params:
+    """Place a contaminant image (spray paint, a sticker, a logo) somewhere on the photo, as the official code's
+    spray-paint pattern does. Its alpha channel is the mask; an image without one is masked where it is not black
+    (brightest channel above ``threshold``). The same placement gives the fill (see `place_contaminant`).
+
+    Args:
+        folder: folder of contaminant images (``$VAR`` expanded), searched recursively.
+        size_range: the image's longer side becomes this fraction of the photo's longer side.
+        threshold: grey level above which a pixel of an image without alpha is contaminant.
+
+    Returns:
+        ``{"folder", "file", "sha256", "threshold", "box": [x, y, w, h], "flip": [h, v]}`` (the box may reach
+        past the photo's edges).
+    """
+    _check_size(height, width)
+    if not folder:
+        raise ValueError("the image mask generator needs mask_options.folder")
+    lo, hi = _check_range("size_range", size_range, 0, integer=False)
+    if not 0 < lo <= hi <= 4:
+        raise ValueError(f"size_range must lie in (0, 4], got {size_range!r}")
+    _check_int("threshold", threshold, 0)
+    files = _image_files(folder)
+    name, path = files[int(rng.integers(len(files)))]
+    from blindbench.imageio import read_image_rgba
+
+    rgb, _ = read_image_rgba(path)
+    h0, w0 = rgb.shape[:2]
+    factor = float(rng.uniform(lo, hi)) * max(height, width) / max(h0, w0)
+    w, h = max(1, round(w0 * factor)), max(1, round(h0 * factor))
+    # the top-left corner: up to a quarter of the image may hang over each edge
+    x = int(rng.integers(-(w // 4), max(width - 3 * w // 4, -(w // 4)) + 1))
+    y = int(rng.integers(-(h // 4), max(height - 3 * h // 4, -(h // 4)) + 1))
+    flips = [bool(rng.random() < 0.5), bool(rng.random() < 0.5)]
+    return {"folder": folder, "file": name, "sha256": _file_digest(path), "threshold": int(threshold),
+            "box": [x, y, w, h], "flip": flips}  # fmt: skip
+
+
+def place_contaminant(params: Params, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The placed contaminant of :func:`sample_image` parameters: (rgb (H, W, 3) uint8, mask (H, W) 0/1)."""
+    path = _checked(params["folder"], params["file"], params["sha256"])
+    rgb, hole = _read_file_mask(path, True, params["threshold"])
+    x, y, w, h = params["box"]
+    rgb = cv2.resize(_flip(rgb, params["flip"]), (w, h), interpolation=cv2.INTER_AREA)
+    hole = cv2.resize(np.ascontiguousarray(_flip(hole, params["flip"])), (w, h), interpolation=cv2.INTER_NEAREST)
+    canvas, mask = np.zeros((height, width, 3), np.uint8), _empty(height, width)
+    # the part of the box inside the photo
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+    if x0 < x1 and y0 < y1:
+        canvas[y0:y1, x0:x1] = rgb[y0 - y : y1 - y, x0 - x : x1 - x]
+        mask[y0:y1, x0:x1] = hole[y0 - y : y1 - y, x0 - x : x1 - x]
+    return canvas, mask
+
+
+def draw_image(params: Params, height: int, width: int) -> np.ndarray:
+    """Render :func:`sample_image` parameters: where the placed contaminant covers the photo."""
+    return place_contaminant(params, height, width)[1]
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # registry
 
 
@@ -815,6 +1015,10 @@ MASK_GENERATORS: dict[str, MaskGenerator] = {
         MaskGenerator("rectangles", sample_rectangles, draw_rectangles, "axis-aligned boxes, sides 25-50% of image"),
         MaskGenerator("text", sample_text, draw_text, "words in OpenCV Hershey fonts"),
         MaskGenerator("graffiti", sample_graffiti, draw_graffiti, "spray-painted smooth curves"),
+        MaskGenerator("folder", sample_folder, draw_folder, "binary masks from a folder (options: folder, "
+                      "ratio_range bins, invert), e.g. NVIDIA's irregular masks"),
+        MaskGenerator("image", sample_image, draw_image, "a contaminant image's alpha or non-black pixels, placed "
+                      "at random (options: folder, size_range, threshold)"),
     )
 }
 

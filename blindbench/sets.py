@@ -138,6 +138,9 @@ def content_digest(spec: SetSpec) -> str:
         fields.pop(key)
     if fields["kind"] == "synthetic":  # the default kind leaves the digests of sets made before kinds unchanged
         fields.pop("kind")
+    for recipe in fields["recipes"]:  # likewise recipes that read no files
+        if not recipe["files_sha256"]:
+            recipe.pop("files_sha256")
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import matplotlib_icons
 
 from blindbench.corruption import PATTERN_DEFAULT_MASK, Recipe, apply, sample_params
 from blindbench.errors import ConfigError
@@ -23,7 +24,7 @@ def _images(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("pattern", sorted(PATTERN_DEFAULT_MASK))
 def test_every_pattern_replays_from_json_params(pattern: str) -> None:
     clean, fill = _images()
-    recipe = Recipe(pattern)
+    recipe = Recipe(pattern, mask_options={"folder": matplotlib_icons()} if pattern == "image" else {})
     params = sample_params(np.random.default_rng(11), recipe, 64, fill_count=5)
     assert params == sample_params(np.random.default_rng(11), recipe, 64, fill_count=5)
     replayed = json.loads(json.dumps(params))
@@ -67,7 +68,7 @@ def test_eq1_holds_on_written_members(demo_dir: Path, demo_spec) -> None:
             mask = decode_png(raw["mask.png"], grey=True)
             assert set(np.unique(mask)) <= {0, 255} and (alpha[..., 0][mask == 255] == 1).all()
             patterns.add(json.loads(raw["json"])["pattern"])
-    assert patterns == set(PATTERN_DEFAULT_MASK)
+    assert patterns == set(PATTERN_DEFAULT_MASK) - {"image"}  # the image pattern needs a folder of contaminants
 
 
 def test_bad_recipes_are_one_line_errors() -> None:
@@ -117,3 +118,43 @@ def test_manifest_values_are_bounded(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         parse_set({**base, **change})
     assert "\n" not in str(info.value)
+
+
+def test_sets_with_file_patterns_are_byte_reproducible(photos_corpus: dict, tmp_path: Path) -> None:
+    """A set mixing the image pattern and folder masks: the same bytes with 1 or 2 workers; a changed file fails."""
+    import cv2
+
+    from blindbench.sets import parse_set
+    from blindbench.shards import generate_set
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for i, rows in enumerate((60, 120)):
+        mask = np.zeros((256, 256), np.uint8)
+        mask[:rows] = 255
+        cv2.imwrite(str(masks / f"m{i}.png"), mask)
+    manifest = {"name": "files", "seed": 5, "count": 4, "samples_per_shard": 2, "recipe_order": "cycle",
+                "corpus": {"name": "photos"},
+                "recipes": [{"pattern": "image", "mask_options": {"folder": matplotlib_icons()}},
+                            {"pattern": "real", "mask": "folder", "mask_options": {"folder": str(masks)}}]}  # fmt: skip
+    spec = parse_set(manifest)
+    locks = [generate_set(spec, tmp_path / f"w{n}", workers=n, progress=False).lock["shards"] for n in (1, 2)]
+    assert [e["sha256"] for e in locks[0]] == [e["sha256"] for e in locks[1]]
+    cv2.imwrite(str(masks / "m0.png"), np.zeros((256, 256), np.uint8))
+    cv2.imwrite(str(masks / "m1.png"), np.zeros((256, 256), np.uint8))
+    from blindbench.masks import _image_files
+    from blindbench.sets import content_digest
+    from blindbench.shards import StaleShardError
+
+    changed = parse_set(manifest)
+    assert content_digest(changed) != content_digest(spec)  # the folder's files are part of the set's content
+    with pytest.raises(StaleShardError):
+        generate_set(changed, tmp_path / "w1", workers=1, progress=False)
+    # replaying a sample drawn before the change refuses the changed file
+    _image_files.cache_clear()
+    from blindbench.corruption import apply, sample_params
+
+    params = sample_params(np.random.default_rng(0), spec.recipes[1], 64, fill_count=1)
+    (masks / params["mask"]["params"]["file"]).write_bytes((masks / "m0.png").read_bytes() + b"x")
+    with pytest.raises(ConfigError, match="changed since its sample was drawn"):
+        apply(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8), params)

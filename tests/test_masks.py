@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import matplotlib_icons
 
+from blindbench.errors import ConfigError
 from blindbench.masks import (
     DEFAULT_MASK_GENERATOR,
     MASK_GENERATORS,
@@ -22,6 +25,26 @@ from blindbench.masks import (
 
 NAMES = sorted(MASK_GENERATORS)
 H, W = 96, 128  # non-square on purpose
+
+
+def write_mask_folder(folder: Path, ratios: dict[str, float], size: tuple[int, int] = (60, 80)) -> Path:
+    """Binary mask files (white = hole): a top band covering ``ratio`` of the rows of each."""
+    import cv2
+
+    for name, ratio in ratios.items():
+        mask = np.zeros(size, np.uint8)
+        mask[: round(ratio * size[0])] = 255
+        (folder / Path(name).parent).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / name), mask)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def file_options(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Options of the generators that read files: a mask folder made here, matplotlib's icons."""
+    masks = write_mask_folder(tmp_path_factory.mktemp("masks"), {"a.png": 0.05, "b.png": 0.15, "sub/c.png": 0.35,
+                                                                  "d.png": 0.5})  # fmt: skip
+    return {"folder": {"folder": str(masks)}, "image": {"folder": matplotlib_icons()}}
 
 
 def _fractions(name: str, n: int, seed: int, size: tuple[int, int] = (256, 256)) -> np.ndarray:
@@ -105,10 +128,10 @@ def test_rectangle_sides_in_range() -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_mask_shape_dtype_values(name: str) -> None:
-    gen = get_mask_generator(name)
+def test_mask_shape_dtype_values(name: str, file_options: dict) -> None:
+    gen, options = get_mask_generator(name), file_options.get(name, {})
     rng = np.random.default_rng(5)
-    masks = [gen.generate(rng, H, W)[0] for _ in range(20)]
+    masks = [gen.generate(rng, H, W, **options)[0] for _ in range(20)]
     for mask in masks:
         assert mask.shape == (H, W)
         assert mask.dtype == np.uint8
@@ -117,36 +140,37 @@ def test_mask_shape_dtype_values(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_params_json_round_trip(name: str) -> None:
-    gen = get_mask_generator(name)
+def test_params_json_round_trip(name: str, file_options: dict) -> None:
+    gen, options = get_mask_generator(name), file_options.get(name, {})
     rng = np.random.default_rng(6)
     for _ in range(5):
-        params = gen.sample(rng, H, W)
+        params = gen.sample(rng, H, W, **options)
         assert _is_plain(params)
         replayed = json.loads(json.dumps(params))
         np.testing.assert_array_equal(gen.draw(replayed, H, W), gen.draw(params, H, W))
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_same_seed_same_params_and_different_seeds_differ(name: str) -> None:
-    gen = get_mask_generator(name)
-    assert gen.sample(np.random.default_rng(7), H, W) == gen.sample(np.random.default_rng(7), H, W)
-    a = gen.generate(np.random.default_rng(7), H, W)[0]
-    b = gen.generate(np.random.default_rng(8), H, W)[0]
+def test_same_seed_same_params_and_different_seeds_differ(name: str, file_options: dict) -> None:
+    gen, options = get_mask_generator(name), file_options.get(name, {})
+    assert gen.sample(np.random.default_rng(7), H, W, **options) == gen.sample(np.random.default_rng(7), H, W,
+                                                                                **options)
+    a = gen.generate(np.random.default_rng(7), H, W, **options)[0]
+    b = gen.generate(np.random.default_rng(8), H, W, **options)[0]
     assert not np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_sampling_ignores_and_keeps_global_random_state(name: str) -> None:
-    gen = get_mask_generator(name)
+def test_sampling_ignores_and_keeps_global_random_state(name: str, file_options: dict) -> None:
+    gen, options = get_mask_generator(name), file_options.get(name, {})
     np.random.seed(0)
     random.seed(0)
-    first = gen.sample(np.random.default_rng(9), H, W)
+    first = gen.sample(np.random.default_rng(9), H, W, **options)
     np_state, py_state = np.random.get_state(), random.getstate()
     np.random.seed(1)
     random.seed(1)
     np_state1, py_state1 = np.random.get_state(), random.getstate()
-    assert gen.sample(np.random.default_rng(9), H, W) == first
+    assert gen.sample(np.random.default_rng(9), H, W, **options) == first
     gen.draw(first, H, W)
     assert np.array_equal(np.random.get_state()[1], np_state1[1]) and random.getstate() == py_state1
     assert not np.array_equal(np_state[1], np_state1[1]) and py_state != py_state1
@@ -276,3 +300,88 @@ def test_blend_bad_input() -> None:
         blend(img, img[:, :, :1], np.zeros((4, 4)))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         blend(img, img, np.full((4, 4), 1.5))
+
+
+# ---------------------------------------------------------------------------------------------- from files
+
+
+def test_folder_masks_are_binned_by_hole_ratio_flipped_and_resized(tmp_path: Path) -> None:
+    folder = str(write_mask_folder(tmp_path, {"a.png": 0.05, "b.png": 0.15, "sub/c.png": 0.35, "d.png": 0.5}))
+    gen = get_mask_generator("folder")
+    rng = np.random.default_rng(0)
+    picked = {gen.sample(rng, H, W, folder=folder, ratio_range=(0.1, 0.2))["file"] for _ in range(20)}
+    assert picked == {"b.png"}  # the PConv-style bin [0.1, 0.2) holds only b
+    picked = {gen.sample(rng, H, W, folder=folder, ratio_range=(0.3, 0.6))["file"] for _ in range(40)}
+    assert picked == {"sub/c.png", "d.png"}
+    params = gen.sample(rng, H, W, folder=folder, ratio_range=(0.3, 0.4), flip=False)
+    mask = gen.draw(params, H, W)
+    assert mask.shape == (H, W) and abs(mask.mean() - 0.35) < 0.02 and mask[0].all() and not mask[-1].any()
+    flipped = gen.draw({**params, "flip": [False, True]}, H, W)
+    assert (flipped != mask[::-1]).mean() < 0.02  # flipped before the nearest resize: up to a row apart
+    inverted = gen.draw({**params, "invert": True}, H, W)
+    assert np.array_equal(inverted, 1 - mask)
+    assert gen.sample(rng, H, W, folder=folder, ratio_range=(0.9, 1.0), invert=True)["file"] == "a.png"  # 95 % black
+    with pytest.raises(ValueError, match=r"no mask in .* has a hole ratio in \[0.9, 1.0\)"):
+        gen.sample(rng, H, W, folder=folder, ratio_range=(0.9, 1.0))
+    # a file changed after its sample was drawn is an error, not a silently different set
+    write_mask_folder(tmp_path, {"sub/c.png": 0.2})
+    with pytest.raises(ConfigError, match="changed since its sample was drawn"):
+        gen.draw(params, H, W)
+
+
+def test_image_contaminants_take_their_alpha_as_mask_and_their_pixels_as_fill(tmp_path: Path) -> None:
+    import cv2
+
+    from blindbench.corruption import Recipe, apply, sample_params
+    from blindbench.imageio import read_image_rgba
+    from blindbench.masks import place_contaminant
+
+    icons = matplotlib_icons()
+    recipe = Recipe("image", mask_options={"folder": icons, "size_range": [0.5, 0.8]}, soft_probability=0.0)
+    clean = np.full((H, W, 3), 7, np.uint8)
+    covered = []
+    for seed in range(6):
+        params = sample_params(np.random.default_rng(seed), recipe, (H, W))
+        assert params["pattern"] == "image" and params["mask"]["generator"] == "image"
+        corruption = apply(clean, None, json.loads(json.dumps(params)))
+        mask = corruption.mask.astype(bool)
+        rgb, hole = place_contaminant(params["mask"]["params"], H, W)
+        assert np.array_equal(hole, corruption.mask) and np.array_equal(rgb, corruption.fill)
+        assert np.array_equal(corruption.input[mask], rgb[mask]) and (corruption.input[~mask] == 7).all()
+        covered.append(mask.mean())
+        # the mask is the icon's alpha, placed: compare with the file itself, resized to the box
+        p = params["mask"]["params"]
+        _, alpha = read_image_rgba(Path(icons) / p["file"])
+        x, y, w, h = p["box"]
+        alpha = (alpha > 127).astype(np.uint8)
+        alpha = alpha[:, ::-1] if p["flip"][0] else alpha
+        alpha = alpha[::-1] if p["flip"][1] else alpha
+        alpha = cv2.resize(np.ascontiguousarray(alpha), (w, h), interpolation=cv2.INTER_NEAREST)
+        inside = corruption.mask[max(y, 0) : y + h, max(x, 0) : x + w]
+        top, left = max(-y, 0), max(-x, 0)
+        expected = alpha[top : top + inside.shape[0], left : left + inside.shape[1]] > 0
+        assert np.array_equal(inside.astype(bool), expected)
+    assert 0.02 < np.mean(covered) < 0.6
+    # an image without alpha: its non-black pixels (a real photo disc on black, as spray-paint scans are)
+    photo = np.zeros((40, 40, 3), np.uint8)
+    cv2.circle(photo, (20, 20), 12, (200, 90, 30), -1)
+    cv2.imwrite(str(tmp_path / "disc.jpg"), photo)
+    params = sample_params(np.random.default_rng(1), Recipe("image", mask_options={"folder": str(tmp_path)}), 64)
+    mask = apply(np.zeros((64, 64, 3), np.uint8), None, params).mask
+    disc = np.pi * (12 * params["mask"]["params"]["box"][2] / 40) ** 2
+    assert abs(mask.sum() - disc) / disc < 0.25
+
+
+def test_file_generators_bad_options_are_one_line(tmp_path: Path) -> None:
+    from blindbench.corruption import Recipe
+
+    with pytest.raises(ConfigError, match="mask folder not found"):
+        Recipe("real", mask="folder", mask_options={"folder": str(tmp_path / "nope")})
+    with pytest.raises(ConfigError, match="no images found under"):
+        Recipe("real", mask="folder", mask_options={"folder": str(tmp_path)})
+    with pytest.raises(ConfigError, match="needs mask_options.folder"):
+        Recipe("image")
+    with pytest.raises(ConfigError, match="the image pattern and the image mask generator go together"):
+        Recipe("colour", mask="image", mask_options={"folder": matplotlib_icons()})
+    with pytest.raises(ConfigError, match="set the environment variable"):
+        Recipe("real", mask="folder", mask_options={"folder": "$BLINDBENCH_NO_SUCH_VAR/masks"})
