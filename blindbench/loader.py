@@ -29,7 +29,7 @@ from blindbench.errors import BlindbenchError, ShardError
 from blindbench.imageio import decode_png
 from blindbench.paths import corpus_dir, set_dir
 from blindbench.sets import SetSpec
-from blindbench.shards import Sample, clean_indices, clean_pool, corrupt_sample
+from blindbench.synth import Sample, clean_indices, clean_pool, corrupt_sample
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:

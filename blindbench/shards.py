@@ -37,14 +37,26 @@ from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from tqdm.auto import tqdm
 
 from blindbench import __version__
-from blindbench.corpus import Corpus, CropPool, build_corpus, build_embedded_corpus, folder_sources, is_built
-from blindbench.corruption import PATTERNS_WITH_IMAGE_FILL, Corruption, _unknown, apply, sample_params
+from blindbench.corpus import Corpus, build_corpus, build_embedded_corpus, folder_sources, is_built
+from blindbench.corruption import _unknown
 from blindbench.errors import BlindbenchError, ShardError
 from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
 from blindbench.locking import exclusive_folder
-from blindbench.pairs import PairCorpus, is_pair_corpus, pair_sample
-from blindbench.paths import corpus_dir, data_root, manifests_dir, set_dir
+from blindbench.pairs import is_pair_corpus
+from blindbench.paths import data_root, manifests_dir, set_dir
 from blindbench.sets import SetSpec, content_digest
+from blindbench.synth import (  # noqa: F401 - re-exported: they were defined here before synth.py existed
+    Sample,
+    clean_indices,
+    clean_pool,
+    corrupt_sample,
+    open_corpus,
+    pick_recipe,
+    sample_key,
+    sample_rng,
+    set_sample,
+    source_count,
+)
 
 PNG_LEVEL = 1  # OpenCV's fast setting: lossless, and the generation floor measured in benchmarks/generate.py
 # Version of the shard bytes' layout, in every lock and sidecar. 1: JSON nested by pattern; 2: flat JSON schema
@@ -59,75 +71,6 @@ class StaleShardError(ShardError):
 
 
 MEMBERS = ("fill.png", "input.png", "json", "mask.png", "soft_mask.png", "target.png")
-
-
-def sample_rng(seed: int, index: int) -> np.random.Generator:
-    """The generator of sample ``index`` of a set seeded ``seed``: independent of workers and order."""
-    return np.random.default_rng(np.random.SeedSequence([seed, index]))
-
-
-def sample_key(spec: SetSpec, index: int) -> str:
-    return f"{spec.name}_{index:06d}"
-
-
-def clean_indices(spec: SetSpec, available: int, indices: range) -> list[int]:
-    """Clean-crop index of each sample in ``indices`` (a function of the set seed alone)."""
-    if available <= 0:
-        raise BlindbenchError(f"set {spec.name}: the corpus has no {spec.clean_split} clean crops")
-    if spec.clean_order == "permutation":
-        order = np.random.default_rng(np.random.SeedSequence([spec.seed, 2**31])).permutation(available)
-        return [int(order[i % available]) for i in indices]
-    return [int(sample_rng(spec.seed, i).integers(available)) for i in indices]
-
-
-def pick_recipe(spec: SetSpec, index: int):
-    """Recipe of sample ``index``: cycled in order (balanced per pattern) or drawn by weight from its own stream."""
-    if spec.recipe_order == "cycle":
-        return spec.recipes[index % len(spec.recipes)]
-    weights = np.asarray([r.weight for r in spec.recipes], dtype=np.float64)
-    rng = sample_rng(spec.seed, index)  # a stream of its own, so adding a recipe does not shift the other draws
-    return spec.recipes[int(rng.choice(len(weights), p=weights / weights.sum()))]
-
-
-@dataclass
-class Sample:
-    """One corrupted sample before encoding: the clean crop, its corruption and its JSON metadata."""
-
-    key: str
-    target: np.ndarray
-    corruption: Corruption
-    meta: dict
-
-
-def clean_pool(spec: SetSpec, corpus: Corpus) -> CropPool:
-    """The crops that O is drawn from."""
-    return corpus.pool(spec.clean_roles, spec.clean_split)
-
-
-def corrupt_sample(spec: SetSpec, corpus: Corpus, index: int, clean_index: int, stream: int = 0) -> Sample:
-    """Sample ``index`` of ``spec`` (``stream`` offsets the seed, e.g. by epoch, for on-the-fly training)."""
-    cleans, fills = clean_pool(spec, corpus), corpus.pool(spec.fill_roles, spec.fill_split)
-    clean = np.asarray(cleans[clean_index])
-    recipe = pick_recipe(spec, index)
-    params = sample_params(sample_rng(spec.seed + 1 + stream, index), recipe, spec.size, fill_count=len(fills))
-    fill_image = None
-    provenance = {"corpus": corpus.name, "clean": cleans.provenance(clean_index)}
-    if params["pattern"] in PATTERNS_WITH_IMAGE_FILL:
-        # N comes from another photograph than O (only possible to violate when the pools share a role)
-        fill_index = fills.other_source(params["fill"]["index"], cleans.source(clean_index))
-        params["fill"]["index"] = fill_index
-        fill_image = np.asarray(fills[fill_index])
-        provenance["fill"] = fills.provenance(fill_index)
-    key = sample_key(spec, index)
-    meta = {
-        "key": key,
-        "set": spec.name,
-        "index": index,
-        "pattern": params["recipe"],
-        "params": params,
-        "provenance": provenance,
-    }
-    return Sample(key, clean, apply(clean, fill_image, params), meta)
 
 
 def _compact_json(value: object) -> str:
@@ -192,25 +135,6 @@ def _sidecar_field(sidecar: Path, name: str) -> str:
 
 def _sidecar_content(sidecar: Path) -> str:
     return _sidecar_field(sidecar, "set content")
-
-
-def open_corpus(spec: SetSpec) -> Corpus | PairCorpus:
-    """The set's built corpus: crops to corrupt, or real pairs for a ``kind = "pairs"`` set."""
-    return (PairCorpus if spec.kind == "pairs" else Corpus)(corpus_dir(spec.corpus.name))
-
-
-def set_sample(spec: SetSpec, corpus: Corpus | PairCorpus, index: int, clean_index: int) -> Sample:
-    """Sample ``index`` of the set: a synthetic corruption of crop ``clean_index``, or that real pair."""
-    if spec.kind != "pairs":
-        return corrupt_sample(spec, corpus, index, clean_index)
-    target, corruption, fields = pair_sample(corpus, spec.clean_split, clean_index)
-    key = sample_key(spec, index)
-    return Sample(key, target, corruption, {"key": key, "set": spec.name, "index": index, **fields})
-
-
-def source_count(spec: SetSpec, corpus: Corpus | PairCorpus) -> int:
-    """How many clean crops (or pairs) the set's samples are drawn from."""
-    return corpus.count(spec.clean_split) if spec.kind == "pairs" else len(clean_pool(spec, corpus))
 
 
 def write_shard(spec: SetSpec, shard: int, out_dir: Path) -> dict:

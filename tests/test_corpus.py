@@ -72,7 +72,7 @@ def test_crop_pool_spans_roles_and_never_gives_the_same_photo(photos_corpus: dic
 def test_pooled_set_draws_fill_from_another_photo(photos_corpus: dict, data_root: Path) -> None:
     from blindbench.corpus import Corpus as _Corpus
     from blindbench.sets import load_set
-    from blindbench.shards import clean_indices, clean_pool, corrupt_sample
+    from blindbench.synth import clean_indices, clean_pool, corrupt_sample
 
     spec = load_set("photos-train")
     assert spec.clean_roles == spec.fill_roles == ("clean", "fill")

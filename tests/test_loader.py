@@ -53,3 +53,13 @@ def test_on_the_fly_stream_deals_each_index_once_across_workers(demo_spec, photo
     loader = DataLoader(CorruptionStream(demo_spec), batch_size=None, num_workers=2)
     keys = [sample["key"] for sample in loader]
     assert sorted(keys) == sorted({f"photos-demo_{i:06d}" for i in range(demo_spec.count)})
+
+
+def test_the_stream_does_not_import_the_shard_writer() -> None:
+    """Data flows one way: synthesis feeds both the shard writer and the loader's stream; neither needs the other."""
+    import subprocess
+    import sys
+
+    code = "import sys, blindbench.loader; print('blindbench.shards' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

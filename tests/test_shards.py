@@ -182,7 +182,8 @@ def test_sheet_of_a_shard_with_a_corrupt_png_is_one_line(demo_dir: Path, demo_sp
 def test_sample_json_has_one_flat_schema_for_every_pattern(demo_dir: Path, demo_spec, photos_corpus) -> None:
     """Schema inference from a few samples (HF datasets) needs the same keys and value types in every sample."""
     from blindbench.corpus import Corpus
-    from blindbench.shards import clean_indices, clean_pool, corrupt_sample, iter_shard_samples, read_meta
+    from blindbench.shards import iter_shard_samples, read_meta
+    from blindbench.synth import clean_indices, clean_pool, corrupt_sample
 
     corpus = Corpus.open("photos")
     cleans = clean_indices(demo_spec, len(clean_pool(demo_spec, corpus)), range(demo_spec.count))
