@@ -9,6 +9,7 @@ from other processes hits them alike; the ratio is the median over rounds of eag
   ``optimize_for_inference`` (oneDNN conv + ELU/add fusions, prepacked weights);
 - ``compile``: :func:`blindbench.fastpath.prepare_for_inference` (``torch.compile``, inductor CPU with frozen
   weights; needs a C++ compiler), what ``eval``/``inpaint`` run;
+- ``compile-cl`` (``--routes ...,compile-cl``): the same on the channels-last model and input;
 - ``compile-beta`` (``--fixed-beta B``, VCN only): the same with β fixed, so the SE modules drop out of the
   graph; compared with eager at the same β.
 
@@ -41,7 +42,7 @@ from blindbench.runtime import active_allocator
 
 PAPER_MODELS = ("vcn", "ca", "gmc", "pc", "gc")
 PSNR_TOLERANCE_DB = 1e-4
-ROUTES = ("channels-last", "jit-freeze", "compile", "compile-beta")
+ROUTES = ("channels-last", "jit-freeze", "compile", "compile-beta")  # and compile-cl, when asked
 
 
 def test_batch(batch: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,6 +77,10 @@ def contenders(model: torch.nn.Module, x: torch.Tensor, beta: float | None, only
         fast = prepare_for_inference(model)
         return lambda t: fast(t).image
 
+    def compiled_cl() -> Callable:
+        fast = prepare_for_inference(model_cl)
+        return lambda t: fast(t.contiguous(memory_format=torch.channels_last)).image
+
     def compiled_beta() -> Callable:
         fast = prepare_for_inference(model)
         return lambda t: fast(t, beta=beta).image
@@ -83,6 +88,7 @@ def contenders(model: torch.nn.Module, x: torch.Tensor, beta: float | None, only
     routes: dict[str, Callable] = {"eager": eager, "channels-last": channels_last, "jit-freeze": jit_freeze}
     if compiler_available():
         routes["compile"] = compiled
+        routes["compile-cl"] = compiled_cl
         if beta is not None:
             routes["eager-beta"] = lambda: (lambda t: model(t, beta=beta).image)
             routes["compile-beta"] = compiled_beta
