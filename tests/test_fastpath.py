@@ -158,3 +158,18 @@ def test_inpaint_sees_the_wrapped_model(monkeypatch: pytest.MonkeyPatch) -> None
     torch.testing.assert_close(restored, ref_restored, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(mask, ref_mask, atol=1e-6, rtol=1e-6)
     assert not fast.training  # inpaint restored the mode it found
+
+
+@pytest.mark.slow
+@needs_compiler
+def test_inference_benchmark_quick_run() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "inference.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--models", "vcn", "--routes", "compile"],
+                          capture_output=True, text=True, timeout=900, check=True)  # fmt: skip
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| vcn | 1 |")]
+    assert [row[3].strip() for row in rows] == ["eager", "compile"]
+    assert all(float(row[7]) <= 1e-4 for row in rows)  # the PSNR check the script also enforces
