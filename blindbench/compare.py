@@ -4,8 +4,9 @@ One row per sample key; columns: the corrupted input, each method's restored out
 inset in the bottom-right corner (when the run saved one), and the target. The picture is composed with
 numpy and OpenCV at the images' own resolution (no resampling of the tiles), so pixels can be compared.
 
-Files read, per eval run folder (the folder holding its ``samples.csv``): ``images/<key>.png`` (output),
-``masks/<key>.png`` (predicted mask, 8-bit), ``inputs/<key>.png`` and ``targets/<key>.png``.
+Files read, per eval run folder (the folder holding its ``samples.csv``; layout and reader in
+:mod:`blindbench.results`): ``images/<key>.png`` (output), ``masks/<key>.png`` (predicted mask, 8-bit),
+``inputs/<key>.png`` and ``targets/<key>.png``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes, encode_png, read_image
 from blindbench.options import comma_list
 from blindbench.options import option as _option
-from blindbench.tables import ALL_METHOD_ORDER, load_runs, rank_key
+from blindbench.results import EvalFolder, load_runs
+from blindbench.tables import ALL_METHOD_ORDER, rank_key
 
 __all__ = ["CompareConfig", "Layout", "compose_comparison", "comparison_layout", "run_compare"]
 
@@ -150,8 +152,8 @@ def _read_tile(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
     return image
 
 
-def _first_existing(folders: Sequence[Path], name: str) -> Path | None:
-    return next((f / name for f in folders if (f / name).is_file()), None)
+def _first_existing(folders: Sequence[EvalFolder], kind: str, key: str) -> Path | None:
+    return next((f.image(kind, key) for f in folders if f.image(kind, key).is_file()), None)
 
 
 def _check_output(png: Path) -> None:
@@ -196,9 +198,9 @@ def run_compare(cfg: CompareConfig) -> Path:
     _check_output(png)
     rows = df[df["set"] == set_name]
     # method -> key -> run folder
-    folders: dict[str, dict[str, Path]] = {}
+    folders: dict[str, dict[str, EvalFolder]] = {}
     for method, key, source in zip(rows["method"], rows["key"], rows["source"], strict=True):
-        folders.setdefault(method, {})[key] = Path(source).parent
+        folders.setdefault(method, {})[key] = EvalFolder(Path(source).parent)
     known = sorted(folders, key=rank_key(ALL_METHOD_ORDER))
     if cfg.methods:
         methods = comma_list(cfg.methods)
@@ -209,13 +211,13 @@ def run_compare(cfg: CompareConfig) -> Path:
         methods = [
             m
             for m in known
-            if m not in NOT_BY_DEFAULT and any((f / "images").is_dir() for f in set(folders[m].values()))
+            if m not in NOT_BY_DEFAULT and any(f.has_images() for f in set(folders[m].values()))
         ]
         if not methods:
             raise BlindbenchError(f"no run below {runs} saved images for set {set_name} (eval with images saved)")
 
     def has_images(key: str) -> bool:
-        return all(key in folders[m] and (folders[m][key] / "images" / f"{key}.png").is_file() for m in methods)
+        return all(key in folders[m] and folders[m][key].image("images", key).is_file() for m in methods)
 
     if cfg.keys:
         keys = comma_list(cfg.keys)
@@ -234,9 +236,9 @@ def run_compare(cfg: CompareConfig) -> Path:
 
     tiles, masks = [], []
     for key in keys:
-        candidates = sorted({folders[m][key] for m in known if key in folders[m]})
-        target_path = _first_existing(candidates, f"targets/{key}.png")
-        input_path = _first_existing(candidates, f"inputs/{key}.png")
+        candidates = sorted({folders[m][key] for m in known if key in folders[m]}, key=lambda f: f.path)
+        target_path = _first_existing(candidates, "targets", key)
+        input_path = _first_existing(candidates, "inputs", key)
         for kind, path in (("targets", target_path), ("inputs", input_path)):
             if path is None:
                 raise BlindbenchError(f"no {kind}/{key}.png in any run folder of set {set_name} below {runs}")
@@ -245,8 +247,8 @@ def run_compare(cfg: CompareConfig) -> Path:
         row, row_masks = [_read_tile(input_path, shape)], [None]
         for method in methods:
             folder = folders[method][key]
-            row.append(_read_tile(folder / "images" / f"{key}.png", shape))
-            mask_path = folder / "masks" / f"{key}.png"
+            row.append(_read_tile(folder.image("images", key), shape))
+            mask_path = folder.image("masks", key)
             row_masks.append(_read_mask(mask_path) if mask_path.is_file() else None)
         row.append(target)
         row_masks.append(None)

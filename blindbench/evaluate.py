@@ -3,7 +3,8 @@
 An eval folder holds::
 
     eval.toml          the resolved config, plus the checkpoint's sha256 and the set's lock digest
-    samples.csv        one row per sample (columns ``COLUMNS``); written batch by batch
+    samples.csv        one row per sample (columns ``results.sample_columns``); written batch by batch
+    set_metrics.toml   per-set metrics (``--iqa fid``)
     images/KEY.png     the restored image Ô (uint8, the levels the metrics saw)     } with --save-images
     masks/KEY.png      the predicted mask M̂ = sigmoid(logits) as 8-bit             }
     inputs/KEY.png, targets/KEY.png   I and O, so figures and the user study need no shards  }
@@ -19,7 +20,7 @@ They have no predicted mask, so their mask columns are empty.
 
 Metrics follow :mod:`blindbench.metrics` (SPEC §7): PSNR/SSIM on uint8-rounded RGB (and the YIQ-luma ``y``
 convention beside them), the official unweighted mask BCE from logits against the hard mask, IoU/F1 at 0.5
-and average precision.
+and average precision. The columns, the metric table and the folder layout live in :mod:`blindbench.results`.
 """
 
 from __future__ import annotations
@@ -50,16 +51,14 @@ from blindbench.options import option as _option
 from blindbench.options import select_device, toml_value
 from blindbench.paths import data_root
 from blindbench.plugins import is_external, load_external
+from blindbench.results import COLUMNS, EvalFolder, format_value, metric_names, sample_columns
 from blindbench.shards import find_lock
 
+__all__ = ["COLUMNS", "EvalConfig", "EvalReport", "format_value", "run_eval", "score_batch", "summary_line",
+           "telea_inpaint", "validate_config"]  # fmt: skip
+
 REFERENCE_METHODS = ("input", "oracle-telea")
-COLUMNS = (
-    "method", "model", "checkpoint", "set", "key", "pattern", "mask_area",
-    "bce", "psnr", "ssim", "psnr_y", "ssim_y", "iou", "f1", "ap", "psnr_composite", "ssim_composite",
-)  # fmt: skip
 TELEA_RADIUS = 3
-# Float formatting of the CSV: enough digits that tables recomputed from it match to the printed precision.
-_FLOAT_DIGITS = 6
 
 
 @dataclass(frozen=True)
@@ -211,15 +210,6 @@ def score_batch(
     return values
 
 
-def format_value(value: Any) -> str:
-    """CSV text of a cell: floats with fixed significant digits, missing as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.{_FLOAT_DIGITS}g}"
-    return str(value)
-
-
 # ------------------------------------------------------------------------------------------------ the folder
 
 
@@ -258,7 +248,7 @@ def _read_done(csv_path: Path) -> set[str]:
     data = csv_path.read_bytes()
     if not data:
         return set()
-    header = ",".join(COLUMNS).encode()
+    header = ",".join(sample_columns()).encode()
     first = data.split(b"\n", 1)[0]
     if not first.startswith(header) or b"\n" not in data:
         shown = first[:80].decode(errors="replace")
@@ -281,8 +271,9 @@ def _check_folder(out: Path, identity: dict[str, Any]) -> set[str]:
     """
     if out.exists() and not out.is_dir():
         raise BlindbenchError(f"--out {out} is a file, not a folder")
-    done = _read_done(out / "samples.csv")
-    config_path = out / "eval.toml"
+    folder = EvalFolder(out)
+    done = _read_done(folder.samples)
+    config_path = folder.config
     if done and not config_path.is_file():  # rows of an unknown checkpoint: never mix this run's rows in
         raise BlindbenchError(f"{out} holds scored rows but no eval.toml, so what scored them is unknown; choose "
                               f"another --out or delete the folder")
@@ -466,6 +457,7 @@ def _save_images(out: Path, batch: dict, restored: Tensor, logits: Tensor | None
         levels = to_uint8_levels(((t.float().nan_to_num(0.0) + 1.0) / 2.0).clamp(0, 1)[None])[0]
         return levels.permute(1, 2, 0).to(torch.uint8).numpy()
 
+    folder = EvalFolder(out)
     for i, key in enumerate(batch["key"]):
         files = {
             "images": rgb(restored[i]),
@@ -474,8 +466,8 @@ def _save_images(out: Path, batch: dict, restored: Tensor, logits: Tensor | None
         }
         if logits is not None:
             files["masks"] = (torch.sigmoid(logits[i, 0]) * 255.0).round().to(torch.uint8).numpy()
-        for folder, array in files.items():
-            atomic_write_bytes(out / folder / f"{key}.png", encode_png(array), durable=False)
+        for kind, array in files.items():
+            atomic_write_bytes(folder.image(kind, key), encode_png(array), durable=False)
     os.sync()  # one flush for the batch's files (an fsync per file costs more than the model on a slow disk)
 
 
@@ -560,7 +552,7 @@ def _run_eval_ranks(cfg: EvalConfig, ranks: Ranks) -> EvalReport:
 
         def record() -> None:
             if ranks.main:
-                atomic_write_bytes(out / "eval.toml", _toml_text(cfg, identity).encode())
+                atomic_write_bytes(EvalFolder(out).config, _toml_text(cfg, identity).encode())
 
         ranks.agree(record)
         done = ranks.broadcast(done)
@@ -573,9 +565,11 @@ def _score(cfg: EvalConfig, ranks: Ranks, spec, folder: Path, urls: list[str], o
     from tqdm import tqdm
 
     total = (min(spec.count, cfg.limit) if cfg.limit else spec.count) - len(skip)
-    csv_path = out / "samples.csv"
+    run = EvalFolder(out)
+    csv_path = run.samples
     new_file = not done  # no scored row yet: (re)write the header, which may name other --iqa columns
-    columns = COLUMNS + tuple(iqa.per_sample_names)
+    columns = sample_columns(iqa.per_sample_names)
+    averaged = [c for c in columns if c in metric_names("sample")]  # the metric columns: this run's means
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     scored = 0
@@ -598,7 +592,7 @@ def _score(cfg: EvalConfig, ranks: Ranks, spec, folder: Path, urls: list[str], o
             for row in (row for share in shares if share is not None for row in share):
                 if writer is not None:
                     writer.writerow([format_value(row.get(c)) for c in columns])
-                for name in columns[COLUMNS.index("bce"):]:
+                for name in averaged:
                     value = row.get(name)
                     if isinstance(value, float) and math.isfinite(value):
                         sums[name] = sums.get(name, 0.0) + value
@@ -622,7 +616,7 @@ def _score(cfg: EvalConfig, ranks: Ranks, spec, folder: Path, urls: list[str], o
         set_metrics = iqa.per_set(out / "images", out / "targets")
         if set_metrics:
             lines = [f"{k} = {v!r}" for k, v in set_metrics.items()]
-            atomic_write_bytes(out / "set_metrics.toml", ("\n".join(lines) + "\n").encode())
+            atomic_write_bytes(run.set_metrics_file, ("\n".join(lines) + "\n").encode())
         return set_metrics
 
     set_metrics = ranks.broadcast(ranks.agree(finish))
@@ -657,6 +651,6 @@ def summary_line(cfg: EvalConfig, report: EvalReport) -> str:
     speed = f"{report.images_per_second:.1f} images/s" if report.scored else "nothing new to score"
     kept = f", {report.skipped} kept from an earlier run" if report.skipped else ""
     return (
-        f"eval {cfg.method}: {report.scored} samples scored{kept} ({speed}) → {report.out_dir / 'samples.csv'}"
+        f"eval {cfg.method}: {report.scored} samples scored{kept} ({speed}) → {EvalFolder(report.out_dir).samples}"
         + (f"\n  this run's means: {', '.join(parts)}" if parts else "")
     )

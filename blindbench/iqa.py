@@ -8,31 +8,41 @@ one-line error naming the file that should have been there, only while a metric 
 internet) and the metrics run offline.
 
 Note: pyiqa pulls torchvision and other large dependencies that do not install beside the CPU torch build used
-in this project's CI, so this path is exercised there only up to the import (and with a stand-in module).
+in this project's CI, so this path is exercised there only up to the import (and with a stand-in module). A
+torchvision built for another torch fails inside ``import pyiqa`` (an undefined symbol, or ``operator
+torchvision::nms does not exist``); that is one line naming both versions, not a traceback.
+
+The metrics' names, kinds and directions are rows of :data:`blindbench.results.METRICS` (``kind="learned"``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from blindbench import results
 from blindbench.errors import BlindbenchError, ConfigError
 
-PER_SAMPLE = ("lpips",)
-PER_SET = ("fid",)
+
+def learned(per: results.Per) -> tuple[str, ...]:
+    """The learned (pyiqa) metrics of the metric table computed per sample or per set."""
+    return tuple(m.name for m in results.metrics(per) if m.kind == "learned")
+
 
 
 def parse_iqa(text: str) -> tuple[str, ...]:
     """``"lpips,fid"`` → ``("lpips", "fid")``; an unknown name is a one-line error."""
     names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    known = learned("sample") + learned("set")
     for name in names:
-        if name not in PER_SAMPLE + PER_SET:
-            raise ConfigError(f"unknown --iqa metric {name!r}; known: {', '.join(PER_SAMPLE + PER_SET)}")
+        if name not in known:
+            raise ConfigError(f"unknown --iqa metric {name!r}; known: {', '.join(known)}")
     return names
 
 
@@ -47,9 +57,36 @@ def _import_pyiqa(weights: str) -> tuple[Any, Path]:
         raise BlindbenchError(f"--iqa needs --iqa-weights pointing to a folder of weights (got {weights!r})")
     try:
         import pyiqa
-    except ImportError:
+    except ImportError as exc:
+        if _missing_module(exc) != "pyiqa":  # pyiqa is there, one of its imports (torchvision's ops) fails
+            raise BlindbenchError(_broken_import(exc)) from None
         raise BlindbenchError("--iqa needs pyiqa: pip install 'blindbench[iqa]'") from None
+    except Exception as exc:  # noqa: BLE001 - a mismatched torchvision raises RuntimeError/OSError/AttributeError
+        raise BlindbenchError(_broken_import(exc)) from None
     return pyiqa, root
+
+
+def _missing_module(exc: ImportError) -> str | None:
+    """The top-level module an ImportError says is missing, if it says so."""
+    name = getattr(exc, "name", None)
+    return name.split(".")[0] if isinstance(name, str) and isinstance(exc, ModuleNotFoundError) else None
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _broken_import(exc: BaseException) -> str:
+    """One line for an ``import pyiqa`` that fails inside: the cause's first line and the installed versions."""
+    first = next((line for line in str(exc).splitlines() if line.strip()), "")[:200]
+    return (
+        f"--iqa: importing pyiqa failed ({type(exc).__name__}: {first}); torch {_version('torch')} and "
+        f"torchvision {_version('torchvision')} are installed: install the torchvision built for this torch "
+        "(from the index torch came from)"
+    )
 
 
 @contextmanager
@@ -81,7 +118,7 @@ class IqaMetrics:
 
     def __init__(self, text: str, weights: str, device: torch.device) -> None:
         self.names = parse_iqa(text)
-        self.per_sample_names = [n for n in self.names if n in PER_SAMPLE]
+        self.per_sample_names = [n for n in self.names if n in learned("sample")]
         self._metrics: dict[str, Any] = {}
         if not self.names:
             return
@@ -110,7 +147,7 @@ class IqaMetrics:
 
     def per_set(self, images: Path, targets: Path) -> dict[str, float]:
         """Set-level metrics between two folders of PNGs (FID: restored vs targets)."""
-        names = [name for name in self.names if name in PER_SET]
+        names = [name for name in self.names if name in learned("set")]
         if not names:
             return {}
         with offline(self._root):

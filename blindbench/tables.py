@@ -1,7 +1,7 @@
 """Result tables from the per-sample CSVs that ``blindbench eval`` writes; no model is ever run here.
 
-``load_runs`` reads every ``samples.csv`` below a runs folder (one row per method, set and sample) and checks
-it; every table is then a group-by over those rows:
+``load_runs`` (:mod:`blindbench.results`, the one reader of eval folders) reads every ``samples.csv`` below a runs
+folder (one row per method, set and sample) and checks it; every table is then a group-by over those rows:
 
 - ``table1``: method × test set (the paper's Table 1), all methods except the VCN ablations;
 - ``table3``: the VCN ablations beside full VCN (the paper's Table 3), per test set. Whether a run is an ablation
@@ -23,14 +23,16 @@ whose methods were scored on different samples (another count, or other keys, e.
 ``--limit``); ``common_keys`` keeps, per set, only the samples every method of that set has. One method label
 stands for one model and one checkpoint per set: rows of two checkpoints under one label are refused.
 
-Numbers are written with fixed decimals, the paper's: BCE 3, PSNR 2, SSIM 4 (IoU/F1/AP 4), plus
-``extra_decimals``. The CSVs are tidy (one row per group); the same tables are printed as markdown.
+Numbers are written with the decimals of each metric's row in ``results.METRICS`` (the paper's: BCE 3, PSNR 2,
+SSIM 4), plus ``extra_decimals``; headings are the rows' labels. Without ``--metrics`` the table's default rows
+are shown (the optional ones, e.g. the composite columns or LPIPS, when the runs have them). A column of a
+samples.csv that no row of the metric table knows is named in a note under the tables, never dropped silently.
+The CSVs are tidy (one row per group); the same tables are printed as markdown.
 """
 
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import json
 import math
@@ -41,16 +43,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from blindbench import results
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes
 from blindbench.options import comma_list
 from blindbench.options import option as _option
+from blindbench.results import check_metrics, load_runs
 
 __all__ = [
     "ABLATIONS",
     "ALL_METHOD_ORDER",
-    "COLUMNS",
-    "METRICS",
     "PAPER_TABLE1",
     "PAPER_TABLE3",
     "TablesConfig",
@@ -73,26 +75,8 @@ __all__ = [
     "to_markdown",
 ]
 
-TEXT_COLUMNS = ("method", "model", "checkpoint", "set", "key", "pattern")
-# the composite columns (Ô ⊙ M̂ + I ⊙ (1 − M̂)) came later: a samples.csv without them reads as NaN there
-OPTIONAL_METRICS = ("psnr_composite", "ssim_composite")
-METRICS = ("bce", "psnr", "ssim", "psnr_y", "ssim_y", "iou", "f1", "ap", *OPTIONAL_METRICS)
-COLUMNS = (*TEXT_COLUMNS, "mask_area", *(m for m in METRICS if m not in OPTIONAL_METRICS))
+# the summaries' default when called from Python; the command picks its own from the metric table
 DEFAULT_METRICS = ("bce", "psnr", "ssim")
-DECIMALS = {"bce": 3, "psnr": 2, "ssim": 4, "psnr_y": 2, "ssim_y": 4, "iou": 4, "f1": 4, "ap": 4,
-            "psnr_composite": 2, "ssim_composite": 4}
-LABELS = {
-    "bce": "BCE ↓",
-    "psnr": "PSNR ↑",
-    "ssim": "SSIM ↑",
-    "psnr_y": "PSNR-Y ↑",
-    "ssim_y": "SSIM-Y ↑",
-    "iou": "IoU ↑",
-    "f1": "F1 ↑",
-    "ap": "AP ↑",
-    "psnr_composite": "PSNR-C ↑",
-    "ssim_composite": "SSIM-C ↑",
-}
 
 # "*" marks where names not in the list go (alphabetically).
 METHOD_ORDER = ("input", "oracle-telea", "ca", "gmc", "pc", "gc", "vcn", "*")
@@ -152,124 +136,12 @@ class TablesConfig:
     study: str = _option("", "user-study folder; when given, table2.csv is built from its answers")
     answers: str = _option("", "user-study answers CSV (default: the one in --study)")
     paper: bool = _option(False, "print the paper's numbers (SPEC §7) beside ours and add paper_* CSV columns")
-    metrics: str = _option("", f"comma-separated metrics to tabulate, of {', '.join(METRICS)} (default: bce, psnr, "
-                           "ssim, and psnr_composite, ssim_composite when the runs have them)")
+    metrics: str = _option("", f"comma-separated metrics to tabulate, of {', '.join(results.metric_names('sample'))} "
+                           f"(default: {', '.join(results.default_metrics(results.metric_names('sample')))}; the "
+                           "optional ones when the runs have them)")
     area_bin: int = _option(10, "width of the mask-area bins in percent")
     extra_decimals: int = _option(0, "decimals beyond the paper's (BCE 3, PSNR 2, SSIM 4)")
     common_keys: bool = _option(False, "use only the samples every method of a set has")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Loading
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _read_samples(path: Path) -> pd.DataFrame:
-    """One samples.csv, checked: every row as wide as the header, the required columns, non-empty
-    method/set/key, numbers (or nothing) in the metric columns, ``mask_area`` in [0, 1]."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise BlindbenchError(f"cannot read {path}: empty file (expected the header {','.join(COLUMNS)})")
-            header = [name.strip() for name in header]
-            rows, lines = [], []
-            for row in reader:
-                if not row:  # a blank line
-                    continue
-                if len(row) != len(header):
-                    raise BlindbenchError(
-                        f"{path} line {reader.line_num}: {len(row)} fields, the header has {len(header)}"
-                    )
-                rows.append(row)
-                lines.append(reader.line_num)
-    except (csv.Error, UnicodeDecodeError, OSError) as exc:
-        raise BlindbenchError(f"cannot read {path}: {_one_line(exc)}") from None
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise BlindbenchError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
-    for column in OPTIONAL_METRICS:
-        if column not in frame.columns:
-            frame[column] = ""
-    frame = frame[[*COLUMNS, *OPTIONAL_METRICS]].copy()
-    frame.insert(0, "line", np.asarray(lines, dtype=int))
-    for column in TEXT_COLUMNS:
-        frame[column] = frame[column].astype(str).str.strip()
-    for column in ("method", "set", "key"):
-        empty = frame[column] == ""
-        if empty.any():
-            line = int(frame.loc[empty, "line"].iloc[0])
-            raise BlindbenchError(f"{path} line {line}: empty {column}")
-    for column in ("mask_area", *METRICS):
-        text = frame[column].astype(str).str.strip()
-        values = pd.to_numeric(text.where(text != "", None), errors="coerce").astype(float)
-        bad = values.isna() & (text != "") & (text.str.lower() != "nan")
-        if bad.any():
-            line = int(frame.loc[bad, "line"].iloc[0])
-            raise BlindbenchError(f"{path} line {line}: {column} is not a number: {text[bad].iloc[0]!r}")
-        infinite = np.isinf(values.to_numpy())
-        if infinite.any():
-            line = int(frame.loc[infinite, "line"].iloc[0])
-            raise BlindbenchError(f"{path} line {line}: {column} is not finite")
-        frame[column] = values
-    area = frame["mask_area"]
-    outside = (area < 0) | (area > 1)
-    if outside.any():
-        line = int(frame.loc[outside, "line"].iloc[0])
-        raise BlindbenchError(f"{path} line {line}: mask_area {float(area[outside].iloc[0]):g} is outside [0, 1]")
-    frame.insert(0, "source", str(path))
-    return frame
-
-
-def load_runs(runs: str | Path) -> pd.DataFrame:
-    """Read and check every ``samples.csv`` below ``runs`` (the folder itself included).
-
-    Returns:
-        One row per sample: the columns of ``COLUMNS`` (metrics and ``mask_area`` as float, NaN = missing) plus
-        ``source`` (the CSV's path) and ``line`` (its line in that file).
-
-    Raises:
-        BlindbenchError: one line naming the file (and line) at fault: no CSV, an unreadable or malformed CSV, a
-            missing column, a non-numeric metric, one (method, set) from two models or checkpoints (naming both
-            files), or the same (method, set, key) twice.
-    """
-    root = Path(runs)
-    if not root.is_dir():
-        raise BlindbenchError(f"runs folder not found: {root}")
-    paths = sorted(root.rglob("samples.csv"), key=lambda p: p.relative_to(root).as_posix())
-    if not paths:
-        raise BlindbenchError(f"no samples.csv below {root} (write them with blindbench eval)")
-    frame = pd.concat([_read_samples(p) for p in paths], ignore_index=True)
-    if frame.empty:
-        raise BlindbenchError(f"no sample rows in the samples.csv files below {root}")
-    for column in ("model", "checkpoint"):
-        # the first row of each (method, set, value); two of them for one (method, set) mix two runs under one label
-        firsts = frame.drop_duplicates(["method", "set", column])
-        mixed = firsts[firsts.duplicated(["method", "set"], keep=False)]
-        if not mixed.empty:
-            a = mixed.iloc[0]
-            b = mixed[(mixed["method"] == a["method"]) & (mixed["set"] == a["set"])].iloc[1]
-            raise BlindbenchError(
-                f"method {a['method']!r}, set {a['set']!r} mixes {column} {a[column]!r} ({a['source']} line "
-                f"{a['line']}) and {b[column]!r} ({b['source']} line {b['line']}): give each its own method label"
-            )
-    identity = ["method", "set", "key"]
-    duplicated = frame.duplicated(identity, keep=False)
-    if duplicated.any():
-        dupes = frame[duplicated]
-        first = dupes.iloc[0]
-        same = dupes[(dupes[identity] == first[identity]).all(axis=1)]
-        where = " and ".join(f"{s} line {n}" for s, n in zip(same["source"], same["line"], strict=True))
-        others = int(dupes.drop_duplicates(identity).shape[0]) - 1
-        more = f" ({others} more duplicated samples)" if others else ""
-        sample = f"method {first['method']!r}, set {first['set']!r}, key {first['key']!r}"
-        raise BlindbenchError(f"duplicate sample: {sample} in {where}{more}")
-    return frame
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -371,17 +243,6 @@ def keep_common_keys(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return df[keep], note
 
 
-def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
-    for name in metrics:
-        if name not in METRICS:
-            close = difflib.get_close_matches(name, METRICS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(METRICS)}"
-            raise BlindbenchError(f"unknown metric {name!r}{hint}")
-    if not metrics:
-        raise BlindbenchError("no metrics to tabulate")
-    return tuple(metrics)
-
-
 def summarize(
     df: pd.DataFrame,
     by: Sequence[str],
@@ -399,7 +260,7 @@ def summarize(
     Returns:
         Columns ``*by, n, <m>, <m>_ci95, <m>_n`` for each metric ``m``; floats, NaN where there is no value.
     """
-    metrics = _check_metrics(metrics)
+    metrics = check_metrics(metrics)
     columns = [*by, "n"] + [f"{m}{suffix}" for m in metrics for suffix in ("", "_ci95", "_n")]
     records = []
     for group, rows in df.groupby(list(by), sort=False):
@@ -497,10 +358,16 @@ def add_paper(table: pd.DataFrame, paper: dict[tuple[str, str], tuple]) -> pd.Da
 # Formatting
 
 
+def _rows() -> dict[str, results.Metric]:
+    """The metric table's rows by name, read now (a row added at run time counts)."""
+    return {m.name: m for m in results.metrics("sample")}
+
+
 def _decimals_of(column: str, extra: int) -> int | None:
     """Decimals for a table column, None for counts and labels."""
     base = column.removeprefix("paper_").removesuffix("_ci95")
-    return DECIMALS[base] + extra if base in DECIMALS else None
+    row = _rows().get(base)
+    return row.decimals + extra if row is not None else None
 
 
 def _fmt(value: float, decimals: int) -> str:
@@ -523,7 +390,7 @@ def format_table(table: pd.DataFrame, extra_decimals: int = 0) -> pd.DataFrame:
 
 
 def _table_metrics(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c in METRICS]
+    return [c for c in table.columns if c in _rows()]
 
 
 def to_markdown(table: pd.DataFrame, extra_decimals: int = 0) -> str:
@@ -531,18 +398,19 @@ def to_markdown(table: pd.DataFrame, extra_decimals: int = 0) -> str:
     fewer values than the group; ``paper_*`` columns become one ``paper`` column (``a / b / c``).
     """
     metrics = _table_metrics(table)
+    spec = _rows()
     labels = list(table.columns[: list(table.columns).index("n")])  # the grouping columns lead
     paper = [f"paper_{m}" for m in PAPER_METRICS if f"paper_{m}" in table.columns and m in metrics]
-    header = [*labels, "n", *(LABELS[m] for m in metrics)]
+    header = [*labels, "n", *(spec[m].heading for m in metrics)]
     align = ["---"] * len(labels) + ["---:"] * (1 + len(metrics))
     if paper:
-        header.append("paper " + " / ".join(LABELS[c.removeprefix("paper_")].split()[0] for c in paper))
+        header.append("paper " + " / ".join(spec[c.removeprefix("paper_")].label for c in paper))
         align.append("---:")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for _, row in table.iterrows():
         cells = [str(row[c]) for c in labels] + [str(int(row["n"]))]
         for m in metrics:
-            decimals = DECIMALS[m] + extra_decimals
+            decimals = spec[m].decimals + extra_decimals
             mean, half, count = row[m], row[f"{m}_ci95"], int(row[f"{m}_n"])
             if count == 0:
                 cells.append("–")
@@ -554,7 +422,7 @@ def to_markdown(table: pd.DataFrame, extra_decimals: int = 0) -> str:
                 cell += f" (n={count})"
             cells.append(cell)
         if paper:
-            values = [_fmt(row[c], DECIMALS[c.removeprefix("paper_")]) or "–" for c in paper]
+            values = [_fmt(row[c], spec[c.removeprefix("paper_")].decimals) or "–" for c in paper]
             cells.append("–" if all(v == "–" for v in values) else " / ".join(values))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -626,11 +494,15 @@ def run_tables(cfg: TablesConfig) -> dict[str, Path]:
         raise BlindbenchError("give --runs DIR, the folder of eval runs")
     if cfg.extra_decimals < 0:
         raise BlindbenchError(f"--extra-decimals must be ≥ 0, got {cfg.extra_decimals}")
-    metrics = _check_metrics(comma_list(cfg.metrics)) if cfg.metrics else None
+    metrics = check_metrics(comma_list(cfg.metrics)) if cfg.metrics else None
     df = load_runs(cfg.runs)
     if metrics is None:
-        metrics = DEFAULT_METRICS + tuple(m for m in OPTIONAL_METRICS if df[m].notna().any())
+        metrics = results.default_metrics([m for m in results.metric_names("sample") if df[m].notna().any()])
     footer = [FOOTNOTE]
+    ignored = df.attrs.get("ignored", {})
+    if ignored:
+        footer.insert(0, f"note: column(s) {', '.join(ignored)} (e.g. in {next(iter(ignored.values()))}) are not in "
+                      "the metric table (blindbench.results.METRICS) and are not tabulated")  # fmt: skip
     if cfg.common_keys:
         df, note = keep_common_keys(df)
         footer.insert(0, note)

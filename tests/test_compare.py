@@ -11,7 +11,7 @@ import pytest
 from blindbench.compare import HEADER, PAD, CompareConfig, comparison_layout, compose_comparison, run_compare
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import read_image, write_image
-from blindbench.tables import COLUMNS
+from blindbench.results import REQUIRED_COLUMNS
 
 H, W = 40, 56
 KEYS = ("k0", "k1", "k2")
@@ -31,7 +31,7 @@ def _run(root: Path, method: str, keys=KEYS, set_name: str = "photos-demo", imag
     """One eval run folder: samples.csv plus images/masks/inputs/targets for ``keys``."""
     folder = root / f"{method}-{set_name}"
     folder.mkdir(parents=True)
-    lines = [",".join(COLUMNS)]
+    lines = [",".join(REQUIRED_COLUMNS)]
     for i, key in enumerate(keys):
         lines.append(f"{method},{method},,{set_name},{key},real,0.2,,20,0.7,,,,,")
         write_image(folder / "inputs" / f"{key}.png", _image(100 + i))

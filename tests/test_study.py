@@ -21,6 +21,7 @@ import pytest
 
 from blindbench.errors import BlindbenchError, ConfigError
 from blindbench.imageio import read_image, write_image
+from blindbench.results import REQUIRED_COLUMNS
 from blindbench.study import (
     AnswerStore,
     StudyMakeConfig,
@@ -39,8 +40,7 @@ from blindbench.study import (
 from blindbench.study.answers import DuplicateAnswer
 from blindbench.study.sheets import draw_questions
 
-SAMPLE_COLUMNS = ("method", "model", "checkpoint", "set", "key", "pattern", "mask_area", "bce", "psnr", "ssim",
-                  "psnr_y", "ssim_y", "iou", "f1", "ap")  # fmt: skip
+SAMPLE_COLUMNS = REQUIRED_COLUMNS
 METHODS = ("vcn", "ca", "gmc", "pc")
 SETS = ("ffhq-mini", "places-mini")
 KEYS = [f"{i:06d}" for i in range(5)]
@@ -486,6 +486,21 @@ def test_bad_make_options_are_one_line_errors(runs: Path, tmp_path: Path) -> Non
     _make(runs, tmp_path / "s")
     with pytest.raises(BlindbenchError, match="study folder already exists and is not empty"):
         _make(runs, tmp_path / "s")
+
+
+def test_make_reads_runs_through_the_shared_reader(runs: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(runs, tmp_path / "runs"))
+    shutil.copytree(copy / "ca-main", copy / "ca-again")  # the same samples in two runs: as tables, refused
+    with pytest.raises(BlindbenchError, match=r"duplicate sample: method 'ca', set 'ffhq-mini', key '000000' in "
+                       r".*ca-again/samples.csv line 2 and .*ca-main/samples.csv line 2") as e:  # fmt: skip
+        _make(copy, tmp_path / "s")
+    _one_line(e)
+    (copy / "ca-again" / "samples.csv").write_text("method,set,key\nca,ffhq-mini,000000\n")
+    with pytest.raises(BlindbenchError, match=r"ca-again/samples.csv: missing column\(s\) model, checkpoint"):
+        _make(copy, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
 
 
 def test_make_shows_a_progress_bar_unless_turned_off(runs: Path, tmp_path: Path, capsys) -> None:

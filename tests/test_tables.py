@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import shutil
 import sys
@@ -14,8 +15,8 @@ import pytest
 from scipy.stats import t
 
 from blindbench.errors import BlindbenchError
+from blindbench.results import REQUIRED_COLUMNS
 from blindbench.tables import (
-    COLUMNS,
     TablesConfig,
     area_bins,
     coverage_notes,
@@ -33,7 +34,7 @@ from blindbench.tables import (
 FIXTURES = Path(__file__).parent / "fixtures" / "tables"
 RUNS = FIXTURES / "runs"
 EXPECTED = FIXTURES / "expected"
-HEADER = ",".join(COLUMNS)
+HEADER = ",".join(REQUIRED_COLUMNS)
 
 
 def _copy_runs(tmp_path: Path) -> Path:
@@ -222,6 +223,16 @@ def test_run_tables_writes_exactly_the_expected_text(tmp_path: Path, capsys) -> 
     # the paper's numbers sit beside ours, with the paper's decimals
     assert "| ffhq-2k | vcn | 3 | 0.400 ± 0.248 | 21.00 ± 2.48 | 0.7200 ± 0.0497 | 0.400 / 20.94 / 0.6999 |" in printed
     assert "| ffhq-2k | vcn-ed | 1 | – | 19.43 | 0.6135 | – / 19.43 / 0.6135 |" in printed
+
+
+def test_the_recorded_command_regenerates_the_golden_files(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("regenerate_tables", FIXTURES / "regenerate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    written = module.regenerate(tmp_path)
+    assert sorted(p.name for p in written) == sorted(p.name for p in EXPECTED.iterdir())
+    for path in written:
+        assert path.read_bytes() == (EXPECTED / path.name).read_bytes(), path.name
 
 
 def test_run_tables_defaults_to_the_runs_folder_and_honours_options(tmp_path: Path, capsys) -> None:

@@ -119,43 +119,27 @@ class _Sample:
 
 
 def index_runs(runs: Path) -> tuple[dict[tuple[str, str, str], _Sample], dict[tuple[str, str], Path]]:
-    """Saved outputs of every eval run below ``runs``: each folder holding a ``samples.csv``, at any depth (as for
-    ``tables`` and ``compare``), ``runs`` itself included. A run is named by its path relative to ``runs``.
+    """Saved outputs of every eval run below ``runs``, read by :func:`blindbench.results.load_runs` (each folder
+    holding a ``samples.csv``, at any depth, ``runs`` itself included; the same checks as for ``tables`` and
+    ``compare``, so one (method, set, key) is in one run only). A run is named by its path relative to ``runs``.
 
     Returns:
         ({(method, set, key): sample with a saved image}, {(set, key): input picture, when some run saved one}).
     """
-    if not runs.is_dir():
-        raise BlindbenchError(f"runs folder not found: {runs}")
-    tables = sorted(runs.rglob("samples.csv"), key=lambda p: p.relative_to(runs).as_posix())
-    if not tables:
-        raise BlindbenchError(f"no eval runs under {runs} (expected {runs}/**/samples.csv, written by blindbench eval)")
+    from blindbench.results import EvalFolder, load_runs, run_name
+
+    frame = load_runs(runs)
     outputs: dict[tuple[str, str, str], _Sample] = {}
     inputs: dict[tuple[str, str], Path] = {}
-    for table in tables:
-        run = table.parent
-        name = run.relative_to(runs).as_posix() if run != runs else run.name  # "demo/vcn" for runs/demo/vcn
-        try:
-            with open(table, newline="") as handle:
-                rows = list(csv.DictReader(handle))
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise BlindbenchError(f"cannot read {table}: {exc}") from None
-        missing = {"method", "set", "key"} - set(rows[0] if rows else {})
-        if rows and missing:
-            raise BlindbenchError(f"{table} lacks column(s) {', '.join(sorted(missing))}")
-        for row in rows:
-            image = run / "images" / f"{row['key']}.png"
-            if image.is_file():
-                where = (row["method"], row["set"], row["key"])
-                if where in outputs:
-                    raise BlindbenchError(
-                        f"two runs saved {row['method']} on set {row['set']} key {row['key']}: "
-                        f"{outputs[where].run} and {name}; keep one run per method and set under {runs}"
-                    )
-                outputs[where] = _Sample(name, image)
-            picture = run / "inputs" / f"{row['key']}.png"
-            if (row["set"], row["key"]) not in inputs and picture.is_file():
-                inputs[(row["set"], row["key"])] = picture
+    for method, set_name, key, source in zip(frame["method"], frame["set"], frame["key"], frame["source"],
+                                             strict=True):  # fmt: skip
+        run = EvalFolder(Path(source).parent)
+        image = run.image("images", key)
+        if image.is_file():
+            outputs[(method, set_name, key)] = _Sample(run_name(runs, run.path), image)
+        picture = run.image("inputs", key)
+        if (set_name, key) not in inputs and picture.is_file():
+            inputs[(set_name, key)] = picture
     return outputs, inputs
 
 
