@@ -130,7 +130,8 @@ def check_weights(weights: Any, recorded_sha256: str | None, what: str) -> None:
 
 
 def read_weights(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
-    """A training checkpoint or a weights-only file (``blindbench.zoo``) with its weights checked and in float32.
+    """A training checkpoint or a weights-only file (``blindbench.zoo``, ``.pt`` or ``.safetensors``) with its
+    weights checked and in float32.
 
     Returns the file's dict with ``model`` as float32 tensors; one-line errors (starting with ``what``) for a
     missing or unreadable file, no weights, a digest mismatch or non-finite weights.
@@ -138,14 +139,34 @@ def read_weights(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     path = checkpoint_file(path)
     if not path.is_file():
         raise BlindbenchError(f"{what} not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a damaged file
-        raise BlindbenchError(f"cannot read {what} {path} ({type(exc).__name__})") from None
+    if path.suffix == ".safetensors":
+        blob = _read_safetensors(path, what)
+    else:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a damaged file
+            raise BlindbenchError(f"cannot read {what} {path} ({type(exc).__name__})") from None
     if not isinstance(blob, dict) or "model" not in blob:
         raise BlindbenchError(f"{path} is neither a blindbench checkpoint nor a weights file")
     check_weights(blob["model"], blob.get("model_sha256"), f"{what} {path}")
     return {**blob, "model": {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}}
+
+
+def _read_safetensors(path: Path, what: str) -> dict[str, Any]:
+    """A ``.safetensors`` weights file as read_weights' dict: its string metadata, ``step`` as int, ``model``."""
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise BlindbenchError(f"{what} {path} is a safetensors file: pip install safetensors") from None
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            blob: dict[str, Any] = dict(handle.metadata() or {})
+            blob["model"] = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 - not a dict
+    except Exception as exc:  # noqa: BLE001 - a bad header or truncated data is a damaged file
+        raise BlindbenchError(f"cannot read {what} {path} ({type(exc).__name__})") from None
+    if str(blob.get("step", "")).isdigit():
+        blob["step"] = int(blob["step"])
+    return blob
 
 
 def hardware() -> dict[str, Any]:

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blindbench.commands.compare import CompareConfig
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes, encode_png, read_image
 from blindbench.options import comma_list
-from blindbench.options import option as _option
 from blindbench.results import EvalFolder, load_runs
 from blindbench.tables import ALL_METHOD_ORDER, rank_key
 
@@ -36,19 +36,6 @@ TEXT = (0, 0, 0)
 BACKGROUND = 255
 # "input" scores the corrupted input as the output; the input column already shows it.
 NOT_BY_DEFAULT = ("input",)
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    """Save a comparison figure (paper Fig. 5): input, each method's output with its mask inset, target."""
-
-    runs: str = _option("", "folder of eval runs (saved with images)")
-    set: str = _option("", "test set to show (default: the only one in --runs)")
-    keys: str = _option("", "comma-separated sample keys (default: the first --count keys every method has)")
-    methods: str = _option("", "comma-separated methods, in column order (default: every method with images)")
-    count: int = _option(4, "rows when --keys is not given")
-    inset: float = _option(0.3, "side of the predicted-mask inset as a fraction of the image side (0: none)")
-    png: str = _option("", "output PNG (default <runs>/compare-<set>.png)")
 
 
 @dataclass(frozen=True)

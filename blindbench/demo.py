@@ -43,8 +43,9 @@ def _device_name() -> str:
 
 
 def run_demo(cfg: DemoConfig) -> None:
-    from blindbench.cli import GenerateConfig, SheetConfig, VerifyConfig, _corpus_summary, run_generate, run_sheet
-    from blindbench.cli import run_verify as verify
+    from blindbench.commands.corpus import corpus_summary
+    from blindbench.commands.sets import GenerateConfig, SheetConfig, VerifyConfig, run_generate, run_sheet
+    from blindbench.commands.sets import run_verify as verify
     from blindbench.compare import CompareConfig, run_compare
     from blindbench.corpus import build_embedded_corpus, is_built
     from blindbench.tables import TablesConfig, run_tables
@@ -53,7 +54,7 @@ def run_demo(cfg: DemoConfig) -> None:
     if is_built("photos"):
         print("corpus photos already built")
     else:
-        print(_corpus_summary(build_embedded_corpus(workers=cfg.workers)))
+        print(corpus_summary(build_embedded_corpus(workers=cfg.workers)))
     print(f"== 2/6 generate {cfg.set} (verified against its lock, with a contact sheet) and photos-val")
     run_generate(GenerateConfig(set=cfg.set, workers=cfg.workers))
     verify(VerifyConfig(set=cfg.set))

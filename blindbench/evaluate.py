@@ -26,7 +26,6 @@ and average precision. The columns, the metric table and the folder layout live 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import math
 import os
@@ -43,12 +42,12 @@ import torch
 from torch import Tensor
 
 from blindbench.checkpoint import checkpoint_file
+from blindbench.commands.eval import EvalConfig
 from blindbench.distributed import Ranks, joined_ranks
 from blindbench.errors import BlindbenchError, ConfigError
 from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
 from blindbench.locking import exclusive_folder
-from blindbench.options import option as _option
-from blindbench.options import select_device, toml_value
+from blindbench.options import resolved_toml, select_device
 from blindbench.paths import data_root
 from blindbench.plugins import is_external, load_external
 from blindbench.results import COLUMNS, EvalFolder, format_value, metric_names, sample_columns
@@ -57,51 +56,7 @@ from blindbench.shards import find_lock
 __all__ = ["COLUMNS", "EvalConfig", "EvalReport", "format_value", "run_eval", "score_batch", "summary_line",
            "telea_inpaint", "validate_config"]  # fmt: skip
 
-REFERENCE_METHODS = ("input", "oracle-telea")
 TELEA_RADIUS = 3
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Score a trained model (or the reference rows input / oracle-telea) on a set: one CSV row per sample."""
-
-    model: str = _option("vcn", "registered model name, or a reference method: input, oracle-telea")
-    checkpoint: str = _option("", "checkpoint file or run folder (a model needs this or --pretrained)")
-    pretrained: str = _option("", "zoo weights trained by blindbench, e.g. photos (zoo/photos/<model>/)")
-    predictions: str = _option("", "score a folder of restored images KEY.png (+ optional predicted masks "
-                               "KEY.mask.png) made by any method; needs --label")
-    allow_missing: bool = _option(False, "with --predictions: score the keys that have a file, report the rest")
-    mask_source: str = _option("predicted", "predicted (blind) or true: feed the set's true mask to the inpainting "
-                               "net (non-blind; no mask columns)", choices=("predicted", "true"))
-    set: str = _option("photos-demo", "set name or manifest path")
-    shards: str = _option("", "folder holding the set's shards (default <data>/sets/<name>)")
-    out: str = _option("", "eval folder (default <data>/evals/<label>-<set>)")
-    label: str = _option("", "method label in the CSV and tables (default: the model name)")
-    batch: int = _option(8, "images per forward pass")
-    device: str = _option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
-    save_images: bool = _option(False, "save restored images, predicted masks, inputs and targets as PNG")
-    limit: int = _option(0, "score only the first N samples (0: all)")
-    amp: bool = _option(False, "bf16 autocast on CUDA: faster, but scores shift (~0.005 dB PSNR) against fp32")
-    verify: bool = _option(True, "check the shards against the set's lock before scoring (sha256 of every shard)")
-    iqa: str = _option("", "extra pyiqa metrics, comma-separated: lpips (per sample), fid (per set; needs images)")
-    iqa_weights: str = _option("", "folder of pyiqa/torchvision weights for --iqa (nothing is downloaded)")
-    progress: bool = _option(True, "show a progress bar")
-
-    @property
-    def method(self) -> str:
-        if self.label:
-            return self.label
-        name = Path(self.model).stem if self.model.endswith((".pt", ".ts", ".pt2")) else self.model.replace(":", ".")
-        return f"{name}-true-mask" if self.mask_source == "true" else name
-
-    @property
-    def is_reference(self) -> bool:
-        return self.model in REFERENCE_METHODS or bool(self.predictions)
-
-    @property
-    def model_name(self) -> str:
-        """The CSV's model column: ``predictions`` for a folder of files, else the model."""
-        return "predictions" if self.predictions else self.model
 
 
 def validate_config(cfg: EvalConfig) -> None:
@@ -232,10 +187,7 @@ def _identity(cfg: EvalConfig, set_name: str, checkpoint_sha: str, lock_sha: str
 
 
 def _toml_text(cfg: EvalConfig, identity: dict[str, Any]) -> str:
-    lines = ["# resolved blindbench eval config", "[config]"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
-    lines += ["", "[identity]"] + [f"{k} = {toml_value(v)}" for k, v in identity.items()]
-    return "\n".join(lines) + "\n"
+    return resolved_toml(cfg, "eval", table="config", records={"identity": identity})
 
 
 def _read_done(csv_path: Path) -> set[str]:

@@ -76,12 +76,12 @@ import torch
 from torch import Tensor, nn
 
 from blindbench.checkpoint import load_model_from_checkpoint, unwrap
+from blindbench.commands.inpaint import InpaintConfig
 from blindbench.distributed import Ranks, joined_ranks
 from blindbench.errors import BlindbenchError, ConfigError, ImageReadError
 from blindbench.imageio import IMAGE_SUFFIXES, atomic_write_bytes, list_images, read_image_rgba
 from blindbench.locking import exclusive_folder
-from blindbench.options import DEVICES, select_device, toml_value
-from blindbench.options import option as _option
+from blindbench.options import resolved_toml, select_device, toml_value
 from blindbench.plugins import is_external, load_external
 
 OVERLAY_COLOUR = (255, 0, 0)
@@ -89,71 +89,6 @@ OVERLAY_OPACITY = 0.5
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" conversion
 _PROBE_SIDE = 1024  # side of the meta-device probe; enough for 2**10 downsampling
 _FALLBACK_MULTIPLE = 32  # when a model cannot be probed (an op without a meta kernel)
-
-
-def _type_ok(value: Any, kind: Any) -> bool:
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind in (int, float):
-        return isinstance(value, int if kind is int else int | float) and not isinstance(value, bool)
-    if kind is str:
-        return isinstance(value, str)
-    return True
-
-
-@dataclass(frozen=True)
-class InpaintConfig:
-    """Inpaint images with a trained model: restored image, predicted mask and overlay per input."""
-
-    inputs: tuple[str, ...] = _option(
-        (), "image files and/or folders (searched recursively; *.mask.*, *.overlay.* and LaMa-style <stem>_mask*.* "
-        "masks beside <stem>.* skipped)", positional=True
-    )
-    model: str = _option("vcn", "registered model name (the checkpoint must hold it), a plug-in pkg.module:build, or "
-                         "a TorchScript (.pt, .ts) or torch.export (.pt2) file")
-    checkpoint: str = _option("", "checkpoint file, or a training run folder (its checkpoints/last.pt); for "
-                              "pkg.module:build, optional weights (a state dict)")
-    pretrained: str = _option("", "zoo weights trained by blindbench instead of --checkpoint, e.g. photos")
-    out: str = _option("", "output folder", short="-o")
-    mask: str = _option(
-        "",
-        "non-blind mode: a mask image for every input, or a folder of masks named <name>.mask.png, "
-        "<name>_mask*.png (LaMa) or <name>.png (255 = damaged)",
-    )
-    beta: float = _option(-1.0, "fix PCN's beta in [0, 1] (larger leans more on context); negative: the model's own")
-    device: str = _option("auto", "auto (cuda when available), cpu or cuda", choices=DEVICES)
-    tile: int = _option(512, "tile side for large images (rounded up to the model's size multiple); 0: whole image")
-    overlap: int = _option(64, "minimum overlap of neighbouring tiles in pixels, blended with a raised cosine")
-    composite: bool = _option(True, "keep the input where the mask calls it clean (Ô ⊙ M̂ + I ⊙ (1 − M̂)); "
-                              "--no-composite writes the raw network output")
-    progress: bool = _option(True, "show a tqdm progress bar over the images")
-
-    def __post_init__(self) -> None:
-        inputs = self.inputs
-        if isinstance(inputs, str | os.PathLike):
-            inputs = (inputs,)
-        object.__setattr__(self, "inputs", tuple(str(p) for p in inputs))
-        hints = typing.get_type_hints(InpaintConfig)
-        for f in dataclasses.fields(self):
-            value, kind = getattr(self, f.name), hints[f.name]
-            if not _type_ok(value, kind):
-                raise ConfigError(f"inpaint option {f.name}: expected {kind.__name__}, got {value!r}")
-            if kind is float:
-                object.__setattr__(self, f.name, float(value))
-            choices = f.metadata.get("choices")
-            if choices and value not in choices:
-                raise ConfigError(f"inpaint option {f.name}: {value!r} is not one of {', '.join(choices)}")
-        if math.isnan(self.beta) or self.beta > 1.0:
-            raise ConfigError(f"inpaint option beta must be in [0, 1] (negative: the model's own), got {self.beta!r}")
-        if self.tile < 0 or self.overlap < 0:
-            raise ConfigError(f"inpaint options tile and overlap must be >= 0, got {self.tile} and {self.overlap}")
-        if self.tile and self.overlap >= self.tile:
-            raise ConfigError(f"inpaint option overlap ({self.overlap}) must be smaller than tile ({self.tile})")
-
-    @property
-    def beta_override(self) -> float | None:
-        """``beta`` as the model takes it: None when unset (negative)."""
-        return None if self.beta < 0 else self.beta
 
 
 # --------------------------------------------------------------------------------------------- size multiple
@@ -669,11 +604,8 @@ def save_config(cfg: InpaintConfig, path: Path, extra: dict[str, Any] | None = N
     ``extra`` facts (``key: value``) and the ``done`` lines (what the run did, one per input) go in as comments,
     so the file still loads as a config.
     """
-    lines = ["# resolved blindbench inpaint config"]
-    lines += [f"# {k}: {v}" for k, v in (extra or {}).items()]
-    lines += [f"# {line}" for line in done]
-    lines += [f"{k} = {toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    notes = [*(f"{k}: {v}" for k, v in (extra or {}).items()), *done]
+    atomic_write_bytes(path, resolved_toml(cfg, "inpaint", notes).encode())
 
 
 def inpaint_file(

@@ -26,12 +26,12 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from blindbench.commands.corpus import CorpusPairsConfig
 from blindbench.corpus import SPLITS, CorpusConfig, _NpyStream, cut_crops, shrink, split_of
 from blindbench.corruption import Corruption
 from blindbench.errors import BlindbenchError, ConfigError, ImageReadError
 from blindbench.imageio import atomic_write_bytes, list_images, read_image, sha256_file
 from blindbench.locking import exclusive_folder
-from blindbench.options import option
 from blindbench.paths import corpus_dir
 
 PAIR_ARRAYS = ("input", "target", "mask")
@@ -265,24 +265,6 @@ def pair_sample(corpus: PairCorpus, split: str, crop_index: int) -> tuple[np.nda
         "provenance": {"corpus": corpus.name, **corpus.provenance(split, crop_index)},
     }
     return target, corruption, meta
-
-
-@dataclass(frozen=True)
-class CorpusPairsConfig:
-    """Build a corpus of real (damaged, clean) photo pairs matched by file name; the mask is derived."""
-
-    name: str = option("", "corpus name (folder under <data>/corpora), e.g. raindrop")
-    input: str = option("", "folder of damaged photos I")
-    target: str = option("", "folder of their clean photos O, same file names (any image suffix)")
-    crop: int = option(256, "crop side in pixels (the set's size)")
-    mode: str = option("center", "center (one crop per pair) or tiles (a grid at several scales)",
-                       choices=("center", "tiles"))
-    threshold: int = option(20, "mask: a pixel is damaged where max over channels of |I - O| exceeds this")
-    opening: int = option(3, "mask: side of the square opening that removes specks (1: none)")
-    test_every: int = option(5, "every n-th pair (by name) is a test pair")
-    val_every: int = option(0, "of the rest, every n-th is a validation pair (0: none)")
-    workers: int = option(-1, "parallel workers (-1: all cores)")
-    progress: bool = option(True, "show a progress bar")
 
 
 def run_corpus_pairs(cfg: CorpusPairsConfig) -> None:

@@ -11,43 +11,21 @@ The allocator must be chosen before the process starts, so the console command r
 same command line (interpreter flags, script, arguments) and tcmalloc added to ``LD_PRELOAD`` (Linux, when the
 dynamic linker finds ``libtcmalloc_minimal``; ``make`` installs it). The PID stays the same, so signals, exit codes
 and launchers such as torchrun are unaffected. This module imports nothing heavy: the extra start costs a few
-milliseconds. ``BLINDBENCH_ALLOCATOR=system``
-keeps glibc malloc; from Python, start the interpreter with ``LD_PRELOAD=libtcmalloc_minimal.so.4`` yourself.
+milliseconds (the probe is :mod:`blindbench.allocator`). ``BLINDBENCH_ALLOCATOR=system`` keeps glibc
+malloc; from Python, start the interpreter with ``LD_PRELOAD=libtcmalloc_minimal.so.4`` yourself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes.util
 import os
 import sys
 
+from blindbench.allocator import ALLOCATOR_ENV, active_allocator, find_tcmalloc
+
 __all__ = ["ALLOCATOR_ENV", "active_allocator", "find_tcmalloc", "main"]
 
-ALLOCATOR_ENV = "BLINDBENCH_ALLOCATOR"  # "system" keeps glibc malloc
 _REEXEC_ENV = "_BLINDBENCH_REEXECUTED"  # set on the re-executed process: never re-execute twice
-_LIBRARIES = ("tcmalloc_minimal", "tcmalloc")
-
-
-def find_tcmalloc() -> str | None:
-    """The tcmalloc library the dynamic linker would load (a name such as ``libtcmalloc_minimal.so.4``), or None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    for name in _LIBRARIES:
-        found = ctypes.util.find_library(name)
-        if found:
-            return found
-    return None
-
-
-def active_allocator() -> str:
-    """``"tcmalloc"`` when a tcmalloc library is mapped into this process, else ``"system"``."""
-    try:
-        with open("/proc/self/maps") as maps:
-            names = {line.rsplit("/", 1)[1].strip() for line in maps if "/" in line}  # the mapped files' names
-    except OSError:
-        return "system"
-    return "tcmalloc" if any(name.startswith("libtcmalloc") for name in names) else "system"
 
 
 def _allocator_wanted() -> str:

@@ -37,17 +37,17 @@ import io
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from blindbench import results
+from blindbench.commands.tables import TablesConfig
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes
 from blindbench.options import comma_list
-from blindbench.options import option as _option
 from blindbench.results import check_metrics, load_runs
 
 __all__ = [
@@ -125,23 +125,6 @@ TABLE_FILES = {
     "robustness": "robustness.csv",
     "area_bins": "area_bins.csv",
 }
-
-
-@dataclass(frozen=True)
-class TablesConfig:
-    """Build the result tables (Table 1/2/3, per pattern, per mask area) from eval's per-sample CSVs."""
-
-    runs: str = _option("", "folder of eval runs: every samples.csv below it is read")
-    out: str = _option("", "output folder for the table CSVs (default: --runs)")
-    study: str = _option("", "user-study folder; when given, table2.csv is built from its answers")
-    answers: str = _option("", "user-study answers CSV (default: the one in --study)")
-    paper: bool = _option(False, "print the paper's numbers (SPEC §7) beside ours and add paper_* CSV columns")
-    metrics: str = _option("", f"comma-separated metrics to tabulate, of {', '.join(results.metric_names('sample'))} "
-                           f"(default: {', '.join(results.default_metrics(results.metric_names('sample')))}; the "
-                           "optional ones when the runs have them)")
-    area_bin: int = _option(10, "width of the mask-area bins in percent")
-    extra_decimals: int = _option(0, "decimals beyond the paper's (BCE 3, PSNR 2, SSIM 4)")
-    common_keys: bool = _option(False, "use only the samples every method of a set has")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -21,17 +21,16 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from blindbench.checkpoint import check_weights, load_checkpoint, read_weights, weights_digest
+from blindbench.checkpoint import check_weights, checkpoint_file, load_checkpoint, read_weights, weights_digest
+from blindbench.commands.zoo import WEIGHT_FORMATS, ExportWeightsConfig, ZooPublishConfig
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes, sha256_file
-from blindbench.options import option as _option
 
 WEIGHTS_FORMAT = "blindbench-weights-1"
 CARD_FORMAT = 1
@@ -94,20 +93,63 @@ def load_pretrained(model: str, name: str, map_location: str | torch.device = "c
     return network.to(map_location).eval()
 
 
-def export_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], half: bool = True) -> str:
-    """Write a checkpoint's model weights alone (fp16 unless ``half`` is False); returns the file's sha256."""
+def export_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], half: bool = True,
+                   fmt: str = "pt") -> str:
+    """Write a checkpoint's model weights alone (fp16 unless ``half`` is False); returns the file's sha256.
+
+    ``fmt="pt"`` writes a ``torch.save`` dict (``format``, ``model_name``, ``preset``, ``step``, ``model``,
+    ``model_sha256``); ``fmt="safetensors"`` writes the tensors with the same facts as string metadata. Both load
+    with :func:`blindbench.checkpoint.read_weights` (digest and finite checks), e.g. for ``train --init``.
+    """
+    if fmt not in WEIGHT_FORMATS:
+        raise BlindbenchError(f"weights format {fmt!r} is not one of {', '.join(WEIGHT_FORMATS)}")
     state = load_checkpoint(checkpoint)
     check_weights(state["model"], state.get("model_sha256"), f"checkpoint {checkpoint}")
     weights = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
     check_weights(weights, None, f"checkpoint {checkpoint} in fp16")  # a weight beyond fp16's range
-    blob = {"format": WEIGHTS_FORMAT, "model_name": state["model_name"], "preset": state["preset"],
-            "step": state["step"], "model": weights, "model_sha256": weights_digest(weights)}  # fmt: skip
+    meta = {"format": WEIGHTS_FORMAT, "model_name": state["model_name"], "preset": state["preset"],
+            "step": state["step"], "model_sha256": weights_digest(weights)}  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, out)
+    try:
+        if fmt == "safetensors":
+            from safetensors.torch import save_file
+
+            # own storage per tensor: safetensors refuses tensors that share memory (tied weights)
+            save_file({k: v.clone() for k, v in weights.items()}, tmp, {k: str(v) for k, v in meta.items()})
+        else:
+            torch.save({**meta, "model": weights}, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return sha256_file(out)
+
+
+def default_weights_path(run: str | os.PathLike[str], fmt: str) -> Path:
+    """Where ``export-weights`` writes by default: ``<run>/weights.<fmt>``, or ``<name>.weights.<fmt>`` beside a
+    checkpoint file."""
+    run = Path(run)
+    return run / f"weights.{fmt}" if run.is_dir() else run.with_name(f"{run.stem}.weights.{fmt}")
+
+
+def run_export_weights(cfg: ExportWeightsConfig) -> Path:
+    """``blindbench export-weights``: the run's model weights in ``cfg.format``; prints what was written."""
+    if not cfg.run:
+        raise BlindbenchError("give the training run folder or checkpoint file: blindbench export-weights RUN")
+    source = checkpoint_file(cfg.run)
+    out = Path(cfg.out) if cfg.out else default_weights_path(cfg.run, cfg.format)
+    if out.suffix != f".{cfg.format}":
+        raise BlindbenchError(f"--out {out} does not end in .{cfg.format} (--format {cfg.format})")
+    if out.resolve() == source.resolve():
+        raise BlindbenchError(f"--out {out} is the checkpoint itself: name another file")
+    sha = export_weights(source, out, half=cfg.half, fmt=cfg.format)
+    blob = read_weights(out, "exported weights")  # read back through the loader that train --init uses
+    size, whole = out.stat().st_size, source.stat().st_size
+    print(f"weights of {blob['model_name']} ({blob['preset']}, step {blob['step']}): {out} ({size / 2**20:.2f} MiB "
+          f"of {whole / 2**20:.2f} MiB for the checkpoint; sha256 {sha[:12]})")  # fmt: skip
+    return out
 
 
 def _eval_summary(samples_csv: Path) -> dict[str, Any]:
@@ -209,16 +251,6 @@ def card_markdown(card: dict[str, Any]) -> str:
                      (("bce", 3), ("psnr", 2), ("ssim", 4), ("psnr_composite", 2), ("ssim_composite", 4))]
             lines.append(f"| {group} | {g['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class ZooPublishConfig:
-    """Publish a finished (or, with --unfinished, a resumable) training run as a zoo entry, scored on photos-demo."""
-
-    run: str = _option("", "training run folder (checkpoints/last.pt, metrics.csv)")
-    name: str = _option("photos", "zoo name (zoo/<name>/<model>/)")
-    set: str = _option("photos-demo", "benchmark set scored on the card")
-    unfinished: bool = _option(False, "publish a run that has not reached its planned steps (keeps resume.pt)")
 
 
 def run_publish(cfg: ZooPublishConfig) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from blindbench import runtime
-from blindbench.runtime import ALLOCATOR_ENV, active_allocator, find_tcmalloc
+from blindbench.allocator import ALLOCATOR_ENV, active_allocator, find_tcmalloc
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD and /proc: Linux only")
 
@@ -100,3 +100,12 @@ def test_allocator_is_read_from_library_names_not_any_path(tmp_path):
     with open(decoy, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ):
         assert "my-tcmalloc-notes.bin" in Path("/proc/self/maps").read_text()
         assert active_allocator() == "system"
+
+
+def test_cli_and_runtime_import_no_circle():
+    """The CLI reads the allocator from blindbench.allocator; runtime imports the CLI only to run it."""
+    probe = ("import sys, blindbench.cli; print('blindbench.runtime' in sys.modules); "
+             "import blindbench.allocator as a, blindbench.runtime as r; "
+             "print(r.active_allocator is a.active_allocator)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
