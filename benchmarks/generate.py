@@ -2,13 +2,14 @@
 
 The floor is the fastest lossless encode of the same five members alone (OpenCV PNG at its fast setting);
 end to end adds mask drawing, soft mask, fill, blend, JSON and tar writing. Target: ≥ 50 samples/s/core,
-i.e. within 1.5x of the floor. Run: ``python benchmarks/generate.py [--samples N]`` (needs the photos corpus:
-``blindbench corpus build``).
+i.e. within 1.5x of the floor. Run: ``python benchmarks/generate.py [--samples N] [--generate-count 4000]``
+(needs the photos corpus: ``blindbench corpus build``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import tempfile
@@ -41,6 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=192)
     parser.add_argument("--set", default="photos-demo")
+    parser.add_argument("--generate-count", type=int, default=0,
+                        help="time `generate` of the set at this many samples instead of its own count (e.g. 4000)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -72,14 +75,18 @@ def main() -> None:
     floor = time.perf_counter() - start
 
     workers = os.cpu_count() or 1
+    load = os.getloadavg()[0]
     spec_big = load_set(args.set)
+    if args.generate_count:  # the same manifest at another size: crops cycle through the permutation
+        spec_big = dataclasses.replace(spec_big, name=f"{spec_big.name}-n{args.generate_count}",
+                                       count=args.generate_count)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         generate_set(spec_big, tmp, workers=workers, progress=False)
         parallel = time.perf_counter() - start
 
     n = args.samples
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average before: {load:.2f}")
     print(f"set {spec.name}, {spec.size}x{spec.size}, {n} samples, one core unless stated\n")
     print("| measurement | seconds | samples/s/core | ms/sample |")
     print("|---|---:|---:|---:|")
