@@ -1,13 +1,12 @@
 """Baseline generators (CA, GMC, PC, GC), each run behind the VCN mask prediction network."""
 
-from baselines.blind import MODELS, PRESETS, BlindInpainter, ca, gc, gmc, pc
+from baselines.blind import PRESETS, BlindInpainter, ca, gc, gmc, pc
 from baselines.ca import CAGenerator, ContextualAttention, DeepFillGenerator, contextual_attention
 from baselines.gc import GatedConv2d, GCGenerator, gated_activation
 from baselines.gmc import GMCGenerator
 from baselines.pc import PartialConv2d, PCGenerator, partial_conv2d, partial_conv_mask_update
 
 __all__ = [
-    "MODELS",
     "PRESETS",
     "BlindInpainter",
     "CAGenerator",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,7 @@ class BlindInpainter(nn.Module):
         generator: ``(image, mask_prob) -> image``.
 
     Shape:
-        image (B, 3, H, W) in [-1, 1] (H, W divisible by what the generator needs: 8 for CA/GC, 4 otherwise);
+        image (B, 3, H, W) in [-1, 1] (H, W divisible by ``size_multiple``: 8 for CA/GC, 2**depth for PC, else 4);
         mask (B, 1, H, W) in [0, 1] -> InpaintOutput(mask_logits (B, 1, H, W), image (B, 3, H, W) in [-1, 1])
     """
 
@@ -55,6 +56,8 @@ class BlindInpainter(nn.Module):
         super().__init__()
         self.mpn = mpn
         self.generator = generator
+        # H and W must suit both nets (powers of two here, so the larger is their least common multiple)
+        self.size_multiple = math.lcm(mpn.size_multiple, generator.size_multiple)
 
     def forward(self, image: Tensor, mask: Tensor | None = None, beta: float | None = None) -> InpaintOutput:
         """Predict the mask and restore ``image``.
@@ -62,9 +65,11 @@ class BlindInpainter(nn.Module):
         Args:
             image: (B, 3, H, W) corrupted image in [-1, 1].
             mask: optional (B, 1, H, W) mask in [0, 1] (1 = damaged) that replaces M̂ as the generator's guide.
-            beta: accepted for call compatibility with VCN and ignored (only VCN's PCN has a β).
+            beta: accepted for call compatibility with VCN, checked as VCN checks it, and ignored (only VCN's PCN
+                has a β).
         """
-        del beta  # no PCN here
+        if beta is not None and not 0.0 <= beta <= 1.0:  # the same call is the same contract for every model
+            raise ValueError(f"beta must be in [0, 1], got {beta}")
         check_image_size(image)
         if mask is not None and (mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:]):
             raise ValueError(f"mask must be (B, 1, H, W) matching the image, got {tuple(mask.shape)}")
@@ -123,5 +128,3 @@ def gc(preset: str = "paper", **overrides: Any) -> BlindInpainter:
     """MPN + DeepFill v2 gated convolutions; ``overrides``: ``mpn_width`` or :class:`GCGenerator` arguments."""
     return _build("gc", preset, overrides)
 
-
-MODELS: dict[str, Callable[..., BlindInpainter]] = {"ca": ca, "gmc": gmc, "pc": pc, "gc": gc}

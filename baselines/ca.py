@@ -211,6 +211,8 @@ class DeepFillGenerator(nn.Module):
         -> (B, 3, H, W) in [-1, 1]
     """
 
+    size_multiple = 8  # two stride-2 stages, then contextual attention at half that (rate 2): 1/8
+
     def __init__(
         self,
         cnum: int,

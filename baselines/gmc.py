@@ -51,6 +51,8 @@ class GMCGenerator(nn.Module):
         -> (B, 3, H, W) in [-1, 1]
     """
 
+    size_multiple = 4  # each column downsamples twice by 2
+
     def __init__(self, cnum: int = 32) -> None:
         super().__init__()
         c = cnum

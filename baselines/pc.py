@@ -183,6 +183,7 @@ class PCGenerator(nn.Module):
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.width, self.depth = width, depth
+        self.size_multiple = 2**depth  # one stride-2 partial conv per level
         widths = [min(width * 2**i, 8 * width) for i in range(depth)]
         kernels = [7 if i == 0 else 5 if i < 3 else 3 for i in range(depth)]
         chans = [3, *widths]  # chans[i]: channels of encoder level i (0 = the input image)

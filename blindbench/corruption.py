@@ -30,7 +30,6 @@ arguments, so the JSON parameters stored with a sample replay it exactly.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from blindbench.errors import ConfigError
+from blindbench.errors import ConfigError, unknown
 from blindbench.masks import FILE_GENERATORS, blend, folder_digest, get_mask_generator, place_contaminant, soft_mask
 
 PATTERN_DEFAULT_MASK = {
@@ -71,9 +70,7 @@ def _check_option(key: str, value: Any) -> None:
 
 
 def _unknown(kind: str, value: Any, known: Any) -> ConfigError:
-    close = difflib.get_close_matches(str(value), list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
-    return ConfigError(f"unknown {kind} {value!r}{hint}")
+    return unknown(kind, value, known)
 
 
 @dataclass(frozen=True)

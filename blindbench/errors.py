@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class BlindbenchError(Exception):
     """An error caused by user input (a path, a value, a file's contents).
@@ -21,3 +24,20 @@ class ConfigError(BlindbenchError, ValueError):
 
 class ShardError(BlindbenchError):
     """A shard is missing, truncated, altered or does not match its lock."""
+
+
+def did_you_mean(value: object, known: Iterable[str], list_all: bool = True) -> str:
+    """The hint that ends an "unknown X" message: ``; did you mean 'y'?``, else ``; known: a, b`` (or nothing).
+
+    The one place such hints are built, so every unknown name reads alike.
+    """
+    known = sorted(map(str, known))
+    close = difflib.get_close_matches(str(value), known, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known: {', '.join(known)}" if list_all and known else ""
+
+
+def unknown(kind: str, value: object, known: Iterable[str]) -> ConfigError:
+    """``ConfigError("unknown <kind> 'value'; did you mean ...")``."""
+    return ConfigError(f"unknown {kind} {value!r}{did_you_mean(value, known)}")

@@ -16,11 +16,9 @@ Command (``blindbench inpaint``): :class:`InpaintConfig` and :func:`run_inpaint`
 Choices:
 
 - **Any size.** Each piece the network sees is reflect-padded (split evenly between the two sides) to the
-  model's size multiple and cropped back. The multiple is a model's ``size_multiple`` attribute when it has
-  one, else probed once per model on the meta device (no weights copied, nothing computed): the deepest
-  convolution's downsampling, doubled while a forward pass still raises ``ValueError`` at sides that are an
-  odd multiple of it. For the registry this gives 4 (VCN and its ablations, GMC), 8 (CA, GC: contextual
-  attention at 1/8) and 2**depth for the PC U-Net (16 tiny, 128 paper).
+  model's size multiple and cropped back. Every registered model declares it as its ``size_multiple``
+  attribute: 4 (VCN and its ablations, GMC), 8 (CA, GC: contextual attention at 1/8) and 2**depth for the PC
+  U-Net (16 tiny, 128 paper); an outside module that declares none gets 32.
 - **Large images: native-resolution tiles, not a working resolution.** Images whose sides exceed ``tile``
   (default 512, rounded up to the size multiple) are cut into tiles of that side, evenly spread so that
   neighbours overlap by at least ``overlap`` pixels (default 64). Each tile's outputs are weighted by a
@@ -64,7 +62,6 @@ import math
 import os
 import sys
 import typing
-import weakref
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -87,76 +84,19 @@ from blindbench.plugins import is_external, load_external
 OVERLAY_COLOUR = (255, 0, 0)
 OVERLAY_OPACITY = 0.5
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" conversion
-_PROBE_SIDE = 1024  # side of the meta-device probe; enough for 2**10 downsampling
-_FALLBACK_MULTIPLE = 32  # when a model cannot be probed (an op without a meta kernel)
+FALLBACK_MULTIPLE = 32  # for a module that declares no size_multiple: enough for five stride-2 stages
 
 
 # --------------------------------------------------------------------------------------------- size multiple
 
-_MULTIPLES: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
-
-
-def _meta_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` whose parameters and buffers live on the meta device (no weights copied)."""
-    import copy
-
-    memo: dict[int, Any] = {}
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
-    probe = copy.deepcopy(model, memo)
-    for module in probe.modules():  # the caller's hooks must not see the probe's passes
-        for name, value in vars(module).items():
-            if name.startswith(("_forward", "_backward")) and name.endswith("hooks") and isinstance(value, dict):
-                value.clear()
-    return probe
-
-
-def _probe_multiple(model: nn.Module) -> int:
-    probe = _meta_copy(model).eval()
-    dtype = next((p.dtype for p in probe.parameters() if p.is_floating_point()), torch.float32)
-    widths: list[int] = []
-
-    def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
-        widths.append(int(output.shape[-1]))
-
-    convs = (nn.Conv2d, nn.ConvTranspose2d)
-    handles = [m.register_forward_hook(hook) for m in probe.modules() if isinstance(m, convs)]
-    try:
-        with torch.no_grad():
-            probe(torch.zeros(1, 3, _PROBE_SIDE, _PROBE_SIDE, device="meta", dtype=dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
-    ratio = _PROBE_SIDE // max(min(widths, default=_PROBE_SIDE), 1)
-    multiple = 1 << max(ratio - 1, 0).bit_length()  # next power of two >= ratio
-    while multiple < _PROBE_SIDE:
-        try:  # sides that are odd multiples of `multiple`: a check that needs more raises ValueError
-            with torch.no_grad():
-                probe(torch.zeros(1, 3, 3 * multiple, 5 * multiple, device="meta", dtype=dtype))
-            break
-        except ValueError:
-            multiple *= 2
-    return multiple
-
-
 def size_multiple(model: nn.Module) -> int:
     """The number image height and width must be divisible by for ``model`` (see the module docstring).
 
-    A model's own ``size_multiple`` attribute wins; otherwise the model is probed once on the meta device
-    and the answer cached for the model object.
+    Every registered model declares it (its ``size_multiple`` attribute); a module that declares none (an
+    outside model) gets `FALLBACK_MULTIPLE`.
     """
-    model = unwrap(model)
-    own = getattr(model, "size_multiple", None)
-    if isinstance(own, int) and own >= 1:
-        return own
-    if model not in _MULTIPLES:
-        try:
-            _MULTIPLES[model] = _probe_multiple(model)
-        except (NotImplementedError, RuntimeError, TypeError, AssertionError, BlindbenchError):  # no meta kernel,
-            _MULTIPLES[model] = _FALLBACK_MULTIPLE  # an odd module, an outside model's shape guard
-    return _MULTIPLES[model]
+    own = getattr(unwrap(model), "size_multiple", None)
+    return own if isinstance(own, int) and not isinstance(own, bool) and own >= 1 else FALLBACK_MULTIPLE
 
 
 # ----------------------------------------------------------------------------------------- tiles and padding

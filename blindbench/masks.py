@@ -19,7 +19,6 @@ without torch.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import os
@@ -31,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from blindbench.errors import ConfigError
+from blindbench.errors import ConfigError, did_you_mean, unknown
 
 Params = dict[str, Any]
 
@@ -392,9 +391,7 @@ def sample_lama(rng: np.random.Generator, height: int, width: int, *, preset: st
     opt = dict(LAMA_PRESETS[preset])
     for key, value in options.items():
         if key not in opt:
-            close = difflib.get_close_matches(key, list(opt), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown LaMa option {key!r}{hint}")
+            raise ValueError(f"unknown LaMa option {key!r}{did_you_mean(key, opt, list_all=False)}")
         opt[key] = value
     for key in ("max_angle", "max_len", "max_width"):
         _check_int(key, opt[key], 1)
@@ -1033,6 +1030,4 @@ def get_mask_generator(name: str) -> MaskGenerator:
         return MASK_GENERATORS[name]
     except (KeyError, TypeError):
         pass
-    close = difflib.get_close_matches(str(name), list(MASK_GENERATORS), n=3, cutoff=0.5)
-    hint = ", ".join(close or MASK_GENERATORS)
-    raise ConfigError(f"unknown mask generator {name!r}; did you mean: {hint}?")
+    raise unknown("mask generator", name, MASK_GENERATORS)

@@ -1,21 +1,25 @@
 """The one model registry: a name → a constructor, with the paper's parameter counts beside ours.
 
 Every model is called as ``model(image, mask=None, beta=None)`` and returns
-``InpaintOutput(mask_logits, image)``, so nothing downstream special-cases a name.
+``InpaintOutput(mask_logits, image)``, so nothing downstream special-cases a name. Each declares the number its
+input sides must be divisible by (``model.size_multiple``).
+
+The registry is lazy: entries name their constructor as ``module:function``, imported on first use, so reading
+names and metadata (``blindbench tables``, ``blindbench --help``) does not import torch or the model packages.
 """
 
 from __future__ import annotations
 
-import difflib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from blindbench.errors import ConfigError, unknown
 
-import baselines.blind
-import vcn.model
-from blindbench.errors import ConfigError
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 PRESETS = ("paper", "tiny")
 
@@ -41,44 +45,48 @@ class ModelEntry:
 
     Attributes:
         name: registry name.
-        constructor: ``f(preset, **overrides) -> nn.Module``.
+        builder: ``module:function`` of the constructor ``f(preset, **overrides) -> nn.Module``.
         paper_params: total parameters the paper reports (MPN included), or None where it gives none.
         description: one line for ``blindbench models``.
         table: the paper table the model appears in (1: comparison, 3: ablation).
     """
 
     name: str
-    constructor: Callable[..., nn.Module]
+    builder: str
     paper_params: float | None
     description: str
     table: int
+
+    @property
+    def constructor(self) -> Callable[..., nn.Module]:
+        module, _, function = self.builder.partition(":")
+        return getattr(importlib.import_module(module), function)
 
 
 REGISTRY: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
-        ModelEntry("vcn", vcn.model.vcn, 3.79e6, "VCN: MPN + RIN with probabilistic context normalization", 1),
-        ModelEntry("ca", baselines.blind.ca, 4.86e6, "MPN + DeepFill v1 with contextual attention", 1),
-        ModelEntry("gmc", baselines.blind.gmc, 13.7e6, "MPN + generative multi-column CNN", 1),
-        ModelEntry("pc", baselines.blind.pc, 4.69e6, "MPN + partial-convolution U-Net (validity 1 - M̂)", 1),
-        ModelEntry("gc", baselines.blind.gc, 6.06e6, "MPN + DeepFill v2 gated convolutions", 1),
-        ModelEntry("vcn-ed", vcn.model.vcn_ed, None, "ablation: plain encoder-decoder (no MPN, no PCN)", 3),
-        ModelEntry("vcn-no-mpn", vcn.model.vcn_no_mpn, None, "ablation: RIN with PCN but no mask prediction", 3),
-        ModelEntry("vcn-no-fusion", vcn.model.vcn_no_fusion, None, "ablation: no MPN-to-RIN feature fusion", 3),
-        ModelEntry("vcn-rm", vcn.model.vcn_rm, None, "ablation: RIN fed I ⊙ (1 - M̂)", 3),
+        ModelEntry("vcn", "vcn.model:vcn", 3.79e6, "VCN: MPN + RIN with probabilistic context normalization", 1),
+        ModelEntry("ca", "baselines.blind:ca", 4.86e6, "MPN + DeepFill v1 with contextual attention", 1),
+        ModelEntry("gmc", "baselines.blind:gmc", 13.7e6, "MPN + generative multi-column CNN", 1),
+        ModelEntry("pc", "baselines.blind:pc", 4.69e6, "MPN + partial-convolution U-Net (validity 1 - M̂)", 1),
+        ModelEntry("gc", "baselines.blind:gc", 6.06e6, "MPN + DeepFill v2 gated convolutions", 1),
+        ModelEntry("vcn-ed", "vcn.model:vcn_ed", None, "ablation: plain encoder-decoder (no MPN, no PCN)", 3),
+        ModelEntry("vcn-no-mpn", "vcn.model:vcn_no_mpn", None, "ablation: RIN with PCN but no mask prediction", 3),
+        ModelEntry("vcn-no-fusion", "vcn.model:vcn_no_fusion", None, "ablation: no MPN-to-RIN feature fusion", 3),
+        ModelEntry("vcn-rm", "vcn.model:vcn_rm", None, "ablation: RIN fed I ⊙ (1 - M̂)", 3),
     )
 }
 
 
-def model_names() -> list[str]:
-    return list(REGISTRY)
+def model_names(table: int | None = None) -> list[str]:
+    """Registered names in registry order; ``table=1`` the compared methods, ``table=3`` the VCN ablations."""
+    return [name for name, entry in REGISTRY.items() if table is None or entry.table == table]
 
 
 def get_entry(name: str) -> ModelEntry:
     if name not in REGISTRY:
-        close = difflib.get_close_matches(name, REGISTRY, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(REGISTRY)}"
-        raise ConfigError(f"unknown model {name!r}{hint}")
+        raise unknown("model", name, REGISTRY)
     return REGISTRY[name]
 
 
@@ -132,6 +140,9 @@ def count_macs(model: nn.Module, size: int = 256, device: str | torch.device = "
     attention matmuls, normalisation and activations are not counted. On the meta device nothing is
     computed, only shapes, so a paper-size model costs milliseconds.
     """
+    import torch
+    from torch import nn
+
     total = 0
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -171,6 +182,8 @@ class ModelSummary:
 
 def summarize(name: str, preset: str = "paper", size: int = 256) -> ModelSummary:
     """Parameter count (on the meta device) and GMACs at ``size``² of a registered model."""
+    import torch
+
     entry = get_entry(name)
     with torch.device("meta"):
         model = create_model(name, preset)

@@ -8,7 +8,6 @@ dataclasses, so ``blindbench CMD --help`` never loads torch, pandas or OpenCV.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import tomllib
@@ -18,7 +17,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.errors import BlindbenchError, ConfigError, did_you_mean
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -120,9 +119,7 @@ def read_config_file(path: str | os.PathLike[str], config: type, command: str) -
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown {command} option {key!r} in {path}{hint}")
+            raise ConfigError(f"unknown {command} option {key!r} in {path}{did_you_mean(key, fields, list_all=False)}")
         fits, values[key] = _typed(value, hints[key])
         if not fits:
             raise ConfigError(f"{command} option {key} in {path}: expected {_type_name(hints[key])}, got {value!r}")

@@ -7,11 +7,10 @@ name under ``<data>/runs``, or a ``metrics.csv`` file itself. Each logged scalar
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.errors import BlindbenchError, ConfigError, did_you_mean
 from blindbench.options import comma_list
 from blindbench.options import option as _option
 
@@ -56,8 +55,7 @@ def metrics_path(run: str) -> Path:
             raise BlindbenchError(f"no {METRICS_NAME} in {path}: not a training run, or it has not logged a step yet")
         return path / METRICS_NAME
     known = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
-    close = difflib.get_close_matches(run, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else (f"; runs under {runs}: {', '.join(known)}" if known else "")
+    hint = did_you_mean(run, known, list_all=False) or (f"; runs under {runs}: {', '.join(known)}" if known else "")
     raise BlindbenchError(f"training run not found: {run} (no such folder or file, nor a run under {runs}){hint}")
 
 

@@ -12,7 +12,7 @@ the mask (B, 1, H, W) in [0, 1], 1 = damaged. ``build`` is called with no argume
 loads a state dict into what it returns (a file holding ``{"model": state_dict}`` or a bare state dict).
 
 ``inpaint`` reflect-pads each piece to a size multiple: the module's int attribute ``size_multiple`` when it has
-one, else what probing it on the meta device finds, and 32 for a module that cannot be probed (TorchScript,
+one, else 32 (also for modules whose attributes cannot be read, such as
 most exported programs). An exported program keeps the train/eval mode it was exported in.
 """
 
@@ -44,7 +44,7 @@ class ExternalModel(nn.Module):
         self.inner, self.takes_mask, self.fixed_mode = inner, takes_mask, fixed_mode
         own = getattr(inner, "size_multiple", None)
         if isinstance(own, int) and not isinstance(own, bool) and own >= 1:
-            self.size_multiple = own  # what `inpaint` pads to; else it probes the module (32 when it cannot)
+            self.size_multiple = own  # what `inpaint` pads to; else 32
 
     def train(self, mode: bool = True) -> ExternalModel:
         """Sets the mode; an exported program keeps the one it was exported in (its ``eval()`` raises)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from baselines import MODELS, BlindInpainter, ca, pc
+from baselines import BlindInpainter, ca, gc, gmc, pc
 from vcn.types import InpaintOutput
 
+MODELS = {"ca": ca, "gmc": gmc, "pc": pc, "gc": gc}
 NAMES = sorted(MODELS)
 
 # paper totals (MPN included) and the exact counts of our presets

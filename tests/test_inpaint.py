@@ -134,26 +134,22 @@ def test_every_model_any_size_with_tiles(name: str) -> None:
     [("vcn", "tiny", 4), ("vcn-ed", "tiny", 4), ("gmc", "tiny", 4), ("ca", "tiny", 8), ("gc", "tiny", 8),
      ("pc", "tiny", 16), ("pc", "paper", 128), ("vcn", "paper", 4)],
 )
-def test_size_multiple_is_probed(name: str, preset: str, expected: int) -> None:
-    with torch.device("meta"):  # the probe needs shapes only: no weights are allocated
+def test_every_model_declares_its_size_multiple(name: str, preset: str, expected: int) -> None:
+    with torch.device("meta"):  # only the attribute is read: no weights are allocated
         model = create_model(name, preset)
     assert size_multiple(model) == expected
-    assert size_multiple(Echo()) == 8  # a model's own attribute wins
+    assert size_multiple(Echo()) == 8  # a module's own attribute
 
 
-class Measuring(Echo):
-    """An Echo without a size_multiple attribute whose forward reads a value: it cannot run on the meta device."""
+class Undeclared(Echo):
+    """An Echo that declares no size multiple, as an outside model may not."""
 
     size_multiple = None
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, beta: float | None = None):
-        float(image.mean())
-        return super().forward(image, mask, beta)
 
-
-def test_size_multiple_falls_back_when_the_probe_fails() -> None:
-    model = Measuring()
-    assert size_multiple(model) == inpaint_module._FALLBACK_MULTIPLE
+def test_size_multiple_falls_back_for_a_module_that_declares_none() -> None:
+    model = Undeclared()
+    assert size_multiple(model) == inpaint_module.FALLBACK_MULTIPLE == 32
     image = _random_image(20, 30)
     assert np.array_equal(inpaint(image, model)[0], image) and model.calls == [(1, 3, 32, 32)]
 

@@ -5,9 +5,11 @@ import torch
 from torch import nn
 
 from vcn.critics import GlobalCritic, PatchCritic, masked_average
-from vcn.model import MODELS, VCN, VCNConfig, vcn, vcn_ed, vcn_no_mpn, vcn_rm
+from vcn.model import VCN, VCNConfig, vcn, vcn_ed, vcn_no_fusion, vcn_no_mpn, vcn_rm
 from vcn.pcn import PCN
 from vcn.types import InpaintOutput
+
+MODELS = {"vcn": vcn, "vcn-ed": vcn_ed, "vcn-no-mpn": vcn_no_mpn, "vcn-no-fusion": vcn_no_fusion, "vcn-rm": vcn_rm}
 
 
 def n_params(module: nn.Module) -> int:

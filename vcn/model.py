@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -69,6 +68,8 @@ class VCN(nn.Module):
         image (B, 3, H, W) in [-1, 1], H and W divisible by 4; mask (B, 1, H, W) in [0, 1] ->
         InpaintOutput(mask_logits (B, 1, H, W) or None, image (B, 3, H, W) in [-1, 1])
     """
+
+    size_multiple = 4  # MPN and RIN downsample by 4: H and W must be divisible by it
 
     def __init__(self, config: VCNConfig | None = None) -> None:
         super().__init__()
@@ -143,11 +144,3 @@ def vcn_rm(preset: str = "paper", **overrides: object) -> VCN:
     """Table 3 "VCN-RM": the RIN is fed I ⊙ (1 − M̂) instead of I."""
     return _build(preset, {"rin_input": "masked"}, overrides)
 
-
-MODELS: dict[str, Callable[..., VCN]] = {
-    "vcn": vcn,
-    "vcn-ed": vcn_ed,
-    "vcn-no-mpn": vcn_no_mpn,
-    "vcn-no-fusion": vcn_no_fusion,
-    "vcn-rm": vcn_rm,
-}

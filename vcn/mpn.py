@@ -38,6 +38,8 @@ class MPN(nn.Module):
         features (B, 4w, H/4, W/4) or None
     """
 
+    size_multiple = 4  # two stride-2 stages: H and W must be divisible by 4
+
     def __init__(self, width: int = 32, with_features: bool = True) -> None:
         super().__init__()
         w = width
