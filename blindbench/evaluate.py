@@ -29,6 +29,7 @@ import csv
 import io
 import math
 import os
+import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -88,6 +89,8 @@ def validate_config(cfg: EvalConfig) -> None:
         raise ConfigError(f"--batch must be >= 1, got {cfg.batch}")
     if cfg.limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {cfg.limit}")
+    if cfg.compile_min < 0:
+        raise ConfigError(f"--compile-min must be >= 0, got {cfg.compile_min}")
     if not cfg.method.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ConfigError(f"--label must be letters, digits, '-', '_' or '.', got {cfg.method!r}")
     from blindbench.iqa import parse_iqa
@@ -336,8 +339,11 @@ def _files_predictor(images: dict[str, Path], masks: dict[str, Path]) -> Callabl
     return predict
 
 
-def _predictor(cfg: EvalConfig, device: torch.device) -> Callable[[dict], tuple[Tensor, Tensor | None]]:
-    """A function batch → (restored image, mask logits or None) for the configured method (not --predictions)."""
+def _predictor(cfg: EvalConfig, device: torch.device, todo: int = 0) -> Callable[[dict], tuple[Tensor, Tensor | None]]:
+    """A function batch → (restored image, mask logits or None) for the configured method (not --predictions).
+
+    On CPU a registered model runs compiled (`blindbench.fastpath`) when ``todo`` samples reach ``compile_min``.
+    """
     if cfg.model == "input":
         return lambda batch: (batch["input"], None)
     if cfg.model == "oracle-telea":
@@ -353,6 +359,13 @@ def _predictor(cfg: EvalConfig, device: torch.device) -> Callable[[dict], tuple[
         from blindbench.checkpoint import load_model_from_checkpoint
 
         model, _ = load_model_from_checkpoint(cfg.checkpoint, name=cfg.model, map_location=device)
+    if device.type == "cpu" and not cfg.eager and not is_external(cfg.model) and todo >= cfg.compile_min:
+        from blindbench.fastpath import compiler_available, prepare_for_inference
+
+        if compiler_available():
+            print(f"eval {cfg.method}: {todo} samples to score: compiling the model for CPU once (--eager skips it)",
+                  file=sys.stderr)
+            model = prepare_for_inference(model)
     amp = (
         torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
         if device.type == "cuda" and cfg.amp
@@ -496,7 +509,8 @@ def _run_eval_ranks(cfg: EvalConfig, ranks: Ranks) -> EvalReport:
             # everything that can fail while setting up happens before eval.toml claims the folder
             from blindbench.iqa import IqaMetrics
 
-            predict = _files_predictor(*files) if files is not None else _predictor(cfg, device)
+            todo = (min(spec.count, cfg.limit) if cfg.limit else spec.count) - len(done) - len(skip)
+            predict = _files_predictor(*files) if files is not None else _predictor(cfg, device, todo)
             iqa = IqaMetrics(cfg.iqa, cfg.iqa_weights, device)
             return done, predict, iqa
 

@@ -597,6 +597,7 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
         items, masks, out = ranks.agree(lambda: _plan(cfg))
         device = ranks.agree(lambda: ranks.device(select_device(cfg.device)))
         model, meta = ranks.agree(lambda: _load_model(cfg, device))
+        model = _maybe_compiled(cfg, model, device, len(items))
         with ExitStack() as claimed:
 
             def claim() -> None:
@@ -605,6 +606,21 @@ def run_inpaint(cfg: InpaintConfig) -> list[Path]:
 
             ranks.agree(claim)
             return _inpaint_items(cfg, items, masks, model, meta, device, out, ranks)
+
+
+def _maybe_compiled(cfg: InpaintConfig, model: nn.Module, device: torch.device, count: int) -> nn.Module:
+    """The model, or on CPU its compiled fast path (`blindbench.fastpath`) when ``count`` reaches ``compile_min``."""
+    if cfg.compile_min < 0:
+        raise BlindbenchError(f"--compile-min must be >= 0, got {cfg.compile_min}")
+    if device.type != "cpu" or cfg.eager or count < cfg.compile_min or is_external(cfg.model):
+        return model
+    from blindbench.fastpath import compiler_available, prepare_for_inference
+
+    if not compiler_available():
+        return model
+    print(f"inpaint: {count} images: compiling the model for CPU once per image size (--eager skips it)",
+          file=sys.stderr)
+    return prepare_for_inference(model)
 
 
 def _plan(cfg: InpaintConfig) -> tuple[list[_Item], list[Path | None], Path]:

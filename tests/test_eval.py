@@ -276,3 +276,27 @@ def test_rows_without_eval_toml_and_a_busy_folder_are_refused(demo_dir: Path, tm
     with exclusive_folder(busy, "eval"), pytest.raises(BlindbenchError, match="in use by another blindbench eval"):
         run_eval(EvalConfig(model="input", set="photos-demo", limit=2, out=str(busy), progress=False))
     assert not (busy / "samples.csv").exists()
+
+
+@pytest.mark.parametrize(("options", "compiled"), [({}, False), ({"compile_min": 0}, True),
+                                                    ({"compile_min": 4}, True), ({"compile_min": 5}, False),
+                                                    ({"compile_min": 0, "eager": True}, False)])
+def test_cpu_eval_compiles_only_when_the_set_is_large_enough(options: dict, compiled: bool, demo_dir: Path,
+                                                            tiny_vcn_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """4 samples to score: below --compile-min (default 500) eval stays eager; --eager always does."""
+    from blindbench import fastpath
+
+    wrapped = []
+
+    def record(model, **kwargs):  # the real compile is tested in test_fastpath.py; here only the decision
+        wrapped.append(model)
+        return model
+
+    monkeypatch.setattr(fastpath, "prepare_for_inference", record)
+    monkeypatch.setattr(fastpath, "compiler_available", lambda: True)
+    cfg = EvalConfig(model="vcn", checkpoint=str(tiny_vcn_run), set="photos-demo", out=str(tmp_path / "e"),
+                     device="cpu", progress=False, limit=4, **options)  # fmt: skip
+    run_eval(cfg)
+    assert bool(wrapped) == compiled
+    with pytest.raises(ConfigError, match="--compile-min must be >= 0"):
+        run_eval(EvalConfig(model="vcn", checkpoint=str(tiny_vcn_run), compile_min=-1, device="cpu"))

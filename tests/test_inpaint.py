@@ -652,3 +652,19 @@ def test_lama_style_masks_are_masks_not_inputs(echo_loader: Echo, tmp_path: Path
     _one_line(info)
     blind = run_inpaint(InpaintConfig(inputs=(str(folder),), checkpoint="x", out=str(tmp_path / "o3"), progress=False))
     assert [p.name for p in blind] == ["a.png", "b.png", "face_masked.png"]  # blind too: masks are not inputs
+
+
+def test_cpu_inpaint_compiles_only_for_many_images(monkeypatch) -> None:
+    from blindbench import fastpath
+    from blindbench.commands.inpaint import InpaintConfig
+    from blindbench.errors import BlindbenchError
+
+    monkeypatch.setattr(fastpath, "prepare_for_inference", lambda model, **kwargs: ("compiled", model))
+    monkeypatch.setattr(fastpath, "compiler_available", lambda: True)
+    model, cpu = Echo(), torch.device("cpu")
+    assert inpaint_module._maybe_compiled(InpaintConfig(), model, cpu, 10) is model  # default: 500 images
+    assert inpaint_module._maybe_compiled(InpaintConfig(compile_min=10), model, cpu, 10) == ("compiled", model)
+    assert inpaint_module._maybe_compiled(InpaintConfig(compile_min=10, eager=True), model, cpu, 10) is model
+    assert inpaint_module._maybe_compiled(InpaintConfig(compile_min=0), model, torch.device("meta"), 10) is model
+    with pytest.raises(BlindbenchError, match="--compile-min must be >= 0"):
+        inpaint_module._maybe_compiled(InpaintConfig(compile_min=-1), model, cpu, 10)

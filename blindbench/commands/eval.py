@@ -35,6 +35,10 @@ class EvalConfig:
     iqa: str = _option("", "extra pyiqa metrics, comma-separated: lpips (per sample), fid (per set; needs images)")
     iqa_weights: str = _option("", "folder of pyiqa/torchvision weights for --iqa (nothing is downloaded)")
     progress: bool = _option(True, "show a progress bar")
+    eager: bool = _option(False, "CPU: never compile the model (see --compile-min)")
+    compile_min: int = _option(500, "CPU: run a torch.compile'd forward (1.4-2.6x faster at batch 1, scores equal "
+                               "to 1e-5 dB; benchmarks/RESULTS.md) when at least this many samples are to be scored: "
+                               "its one-time cost (20 s to minutes) pays only on large sets; 0: always")
 
     @property
     def method(self) -> str:

@@ -50,6 +50,10 @@ class InpaintConfig:
     composite: bool = _option(True, "keep the input where the mask calls it clean (Ô ⊙ M̂ + I ⊙ (1 − M̂)); "
                               "--no-composite writes the raw network output")
     progress: bool = _option(True, "show a tqdm progress bar over the images")
+    eager: bool = _option(False, "CPU: never compile the model (see --compile-min)")
+    compile_min: int = _option(500, "CPU: run a torch.compile'd forward when at least this many images are given "
+                               "(its one-time cost, 20 s to minutes per image size, pays only on many images of one "
+                               "size); 0: always")
 
     def __post_init__(self) -> None:
         inputs = self.inputs
