@@ -47,6 +47,7 @@ from blindbench import results
 from blindbench.commands.tables import TablesConfig
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes
+from blindbench.models import model_names
 from blindbench.options import comma_list
 from blindbench.results import check_metrics, load_runs
 
@@ -82,8 +83,11 @@ DEFAULT_METRICS = ("bce", "psnr", "ssim")
 METHOD_ORDER = ("input", "oracle-telea", "ca", "gmc", "pc", "gc", "vcn", "*")
 # The VCN ablations' registered model names (blindbench.models), in the paper's Table 3 order; also the labels of
 # its rows. "w/o SC" (λ_s = 0) trains the full vcn model, so a run labelled vcn-no-sc is an ablation whatever model.
-ABLATIONS = ("vcn-ed", "vcn-no-mpn", "vcn-no-fusion", "vcn-no-sc", "vcn-rm")
+# The registered ones come from the registry (read without importing torch); "w/o SC" goes before "RM" as in the paper.
+_ABLATION_MODELS = tuple(model_names(table=3))
 ABLATION_LABELS = ("vcn-no-sc",)
+ABLATIONS = (*(m for m in _ABLATION_MODELS if m != "vcn-rm"), *ABLATION_LABELS,
+             *(m for m in _ABLATION_MODELS if m == "vcn-rm"))  # fmt: skip
 FULL_VCN = "vcn"  # the registered model name of full VCN
 ALL_METHOD_ORDER = (*METHOD_ORDER[:-1], *ABLATIONS, "*")
 SET_ORDER = ("ffhq-2k", "places2-4k", "imagenet-4k", "*")

@@ -379,3 +379,15 @@ def test_composite_columns_are_tabulated_when_runs_have_them(tmp_path: Path) -> 
     assert "PSNR-C" in written["markdown"].read_text()
     old = run_tables(TablesConfig(runs=str(RUNS), out=str(tmp_path / "old")))  # older CSVs: no composite columns
     assert "psnr_composite" not in pd.read_csv(old["table1"]).columns
+
+
+def test_table3_rows_come_from_the_registry_without_torch() -> None:
+    import subprocess
+    import sys
+
+    from blindbench.models import model_names
+    from blindbench.tables import ABLATION_LABELS, ABLATIONS
+
+    assert [m for m in ABLATIONS if m not in ABLATION_LABELS] == model_names(table=3)
+    code = "import sys, blindbench.tables; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
