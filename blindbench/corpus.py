@@ -336,10 +336,12 @@ def check_sources_present(sources: Sequence[Source]) -> None:
 
 
 class _NpyStream:
-    """Write an (N, S, S, 3) uint8 .npy whose N is known only at the end, without holding it in memory."""
+    """Write an (N, S, S, C) uint8 .npy whose N is known only at the end, without holding it in memory
+    (``channels`` 0: (N, S, S), for masks)."""
 
-    def __init__(self, path: Path, crop: int) -> None:
+    def __init__(self, path: Path, crop: int, channels: int = 3) -> None:
         self.path, self.crop, self.count = path, crop, 0
+        self.item_shape = (crop, crop, channels) if channels else (crop, crop)
         self.raw_path = path.with_name(f".{path.name}.raw.tmp")
         self.raw = open(self.raw_path, "wb")  # noqa: SIM115 - closed in finish()
         self.digest = hashlib.sha256()
@@ -353,7 +355,7 @@ class _NpyStream:
     def finish(self) -> str:
         self.raw.close()
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        header = {"descr": "|u1", "fortran_order": False, "shape": (self.count, self.crop, self.crop, 3)}
+        header = {"descr": "|u1", "fortran_order": False, "shape": (self.count, *self.item_shape)}
         with open(tmp, "wb") as out, open(self.raw_path, "rb") as raw:
             np.lib.format.write_array_header_1_0(out, header)
             while block := raw.read(1 << 24):
@@ -514,6 +516,18 @@ def is_built(name: str) -> bool:
     return all(f"{r}-{s}" in arrays and (folder / f"{r}-{s}.npy").is_file() for r in ROLES for s in SPLITS)
 
 
+def load_crop_array(path: Path, count: int) -> np.ndarray:
+    """A corpus array, memory-mapped, checked to hold the ``count`` crops its manifest says."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise BlindbenchError(f"corpus file unreadable: {path} ({exc})") from None
+    if len(array) != count:
+        raise BlindbenchError(f"corpus file {path} holds {len(array)} crops, its manifest says {count}: "
+                              "rebuild the corpus")  # fmt: skip
+    return array
+
+
 class Corpus:
     """A built corpus, read lazily: crops are memory-mapped, so workers share pages instead of copies."""
 
@@ -545,17 +559,7 @@ class Corpus:
         if key not in self.manifest["arrays"]:
             raise BlindbenchError(f"corpus {self.name} has no {key!r} crops (roles {ROLES}, splits {SPLITS})")
         if key not in self._arrays:
-            path = self.folder / f"{key}.npy"
-            try:
-                array = np.load(path, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise BlindbenchError(f"corpus file unreadable: {path} ({exc})") from None
-            if len(array) != self.manifest["arrays"][key]["count"]:
-                raise BlindbenchError(
-                    f"corpus file {path} holds {len(array)} crops, its manifest says "
-                    f"{self.manifest['arrays'][key]['count']}: rebuild the corpus"
-                )
-            self._arrays[key] = array
+            self._arrays[key] = load_crop_array(self.folder / f"{key}.npy", self.manifest["arrays"][key]["count"])
         return self._arrays[key]
 
     def pool(self, roles: Sequence[str], split: str) -> CropPool:

@@ -27,7 +27,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from blindbench.commands.corpus import CorpusPairsConfig
-from blindbench.corpus import SPLITS, CorpusConfig, _NpyStream, cut_crops, shrink, split_of
+from blindbench.corpus import SPLITS, CorpusConfig, _NpyStream, cut_crops, load_crop_array, shrink, split_of
 from blindbench.corruption import Corruption
 from blindbench.errors import BlindbenchError, ConfigError, ImageReadError
 from blindbench.imageio import atomic_write_bytes, list_images, read_image, sha256_file
@@ -150,7 +150,7 @@ def build_pair_corpus(
     except OSError as exc:
         raise BlindbenchError(f"output folder not writable: {out_dir} ({exc.strerror})") from None
     (out_dir / "corpus.json").unlink(missing_ok=True)  # a half-rebuilt corpus must not read as built
-    streams = {(a, s): (_MaskStream if a == "mask" else _NpyStream)(out_dir / f"{a}-{s}.npy", config.crop)
+    streams = {(a, s): _NpyStream(out_dir / f"{a}-{s}.npy", config.crop, channels=0 if a == "mask" else 3)
                for a in PAIR_ARRAYS for s in SPLITS}  # fmt: skip
     entries, crops, problems = [], {s: [] for s in SPLITS}, []
     try:
@@ -189,24 +189,6 @@ def build_pair_corpus(
     return manifest
 
 
-class _MaskStream(_NpyStream):
-    """`_NpyStream` for one-channel (N, S, S) uint8 masks."""
-
-    def finish(self) -> str:
-        self.raw.close()
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        header = {"descr": "|u1", "fortran_order": False, "shape": (self.count, self.crop, self.crop)}
-        with open(tmp, "wb") as out, open(self.raw_path, "rb") as raw:
-            np.lib.format.write_array_header_1_0(out, header)
-            while block := raw.read(1 << 24):
-                out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
-        self.raw_path.unlink()
-        return self.digest.hexdigest()
-
-
 class PairCorpus:
     """A built paired corpus, memory-mapped like `blindbench.corpus.Corpus`."""
 
@@ -231,15 +213,7 @@ class PairCorpus:
     def array(self, name: str, split: str) -> np.ndarray:
         key = f"{name}-{split}"
         if key not in self._arrays:
-            file = self.folder / f"{key}.npy"
-            try:
-                array = np.load(file, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise BlindbenchError(f"corpus file unreadable: {file} ({exc})") from None
-            if len(array) != self.count(split):
-                raise BlindbenchError(f"corpus file {file} holds {len(array)} crops, its manifest says "
-                                      f"{self.count(split)}: rebuild the corpus")  # fmt: skip
-            self._arrays[key] = array
+            self._arrays[key] = load_crop_array(self.folder / f"{key}.npy", self.count(split))
         return self._arrays[key]
 
     def provenance(self, split: str, index: int) -> dict:
