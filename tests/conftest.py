@@ -8,6 +8,22 @@ from pathlib import Path
 import pytest
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu", help="device for the tests that take the `device` fixture "
+                     "(e.g. cuda on a GPU machine: the model contract then runs there too)")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest):
+    """The torch device the device-aware tests run on (``pytest --device cuda``); CPU by default."""
+    import torch
+
+    name = request.config.getoption("--device")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("--device cuda but no GPU here")
+    return torch.device(name)
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Point BLINDBENCH_DATA at a session temp folder so no test writes into the repository."""

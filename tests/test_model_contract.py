@@ -20,19 +20,20 @@ NAMES = model_names()
 DEAD = {"ca": "mpn.enc4.", "gmc": "mpn.enc4.", "pc": "mpn.enc4.", "gc": "mpn.enc4."}
 
 
-def _model(name: str) -> torch.nn.Module:
+def _model(name: str, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model(name, "tiny")
+    return create_model(name, "tiny").to(device)
 
 
 def _image(model: torch.nn.Module, batch: int = 2) -> torch.Tensor:
-    m = model.size_multiple
-    return torch.rand(batch, 3, 3 * m, 5 * m, generator=torch.Generator().manual_seed(1)) * 2 - 1  # (B, 3, 3m, 5m)
+    m, device = model.size_multiple, next(model.parameters()).device
+    image = torch.rand(batch, 3, 3 * m, 5 * m, generator=torch.Generator().manual_seed(1)) * 2 - 1  # (B, 3, 3m, 5m)
+    return image.to(device)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_output_shapes_and_range(name: str) -> None:
-    model = _model(name).eval()
+def test_output_shapes_and_range(name: str, device: torch.device) -> None:
+    model = _model(name, device).eval()
     image = _image(model)
     with torch.no_grad():
         out = model(image)
@@ -46,8 +47,8 @@ def test_output_shapes_and_range(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_parameter_gets_a_gradient(name: str) -> None:
-    model = _model(name).train()
+def test_every_parameter_gets_a_gradient(name: str, device: torch.device) -> None:
+    model = _model(name, device).train()
     out = model(_image(model))
     loss = out.image.square().mean() + (out.mask_logits.mean() if out.mask_logits is not None else 0)
     loss.backward()
@@ -61,34 +62,34 @@ def test_every_parameter_gets_a_gradient(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_size_multiple_is_declared_and_enough(name: str) -> None:
-    model = _model(name).eval()
+def test_size_multiple_is_declared_and_enough(name: str, device: torch.device) -> None:
+    model = _model(name, device).eval()
     multiple = model.size_multiple
     assert isinstance(multiple, int) and multiple >= 1 and multiple & (multiple - 1) == 0  # a power of two
     for height, width in ((multiple, multiple), (3 * multiple, 2 * multiple)):
         with torch.no_grad():
-            assert model(torch.zeros(1, 3, height, width)).image.shape[-2:] == (height, width)
+            assert model(torch.zeros(1, 3, height, width, device=device)).image.shape[-2:] == (height, width)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_state_dict_round_trip(name: str) -> None:
-    model = _model(name).eval()
+def test_state_dict_round_trip(name: str, device: torch.device) -> None:
+    model = _model(name, device).eval()
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
     torch.manual_seed(123)  # different initial weights, then the saved ones
-    other = create_model(name, "tiny").eval()
-    other.load_state_dict(torch.load(buffer, weights_only=True))
+    other = create_model(name, "tiny").to(device).eval()
+    other.load_state_dict(torch.load(buffer, weights_only=True, map_location=device))
     image = _image(model, 1)
     with torch.no_grad():
         assert torch.equal(model(image).image, other(image).image)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_mask_and_beta_arguments(name: str) -> None:
-    model = _model(name).eval()
+def test_mask_and_beta_arguments(name: str, device: torch.device) -> None:
+    model = _model(name, device).eval()
     image = _image(model, 1)
-    hole = torch.zeros(1, 1, *image.shape[-2:])
+    hole = torch.zeros(1, 1, *image.shape[-2:], device=device)
     hole[..., : image.shape[-2] // 2, :] = 1
     with torch.no_grad():
         blind, guided = model(image).image, model(image, mask=hole).image
