@@ -131,19 +131,35 @@ def _stale(folder: Path, weights_sha256: str | None) -> bool:
     return weights_sha256 is not None and identity.get("checkpoint_sha256") != weights_sha256
 
 
+def zoo_jobs(cfg: DemoConfig) -> list[tuple[str, str]]:
+    """(model, zoo) of every finished zoo entry in Table 1's order, then the two reference rows; says what is missing.
+
+    Table 1 compares equal budgets: an entry still training (published with ``--unfinished``) is named, not scored.
+    """
+    from blindbench.zoo import available, read_card
+
+    cards = {model: read_card(zoo, model) for zoo, model in available(cfg.zoo)}
+    published = {model for model, card in cards.items() if card.get("finished", True)}
+    for model in ZOO_MODELS:
+        if model in cards and model not in published:
+            card = cards[model]
+            print(f"zoo/{cfg.zoo}/{model}: unfinished ({card['steps_done']:,} of "
+                  f"{sum(card['steps_planned'].values()):,} steps), not in Table 1 (continue it with `blindbench "
+                  f"train --resume zoo/{cfg.zoo}/{model}/resume.pt --out data/runs/zoo-{cfg.zoo}-{model}`)")
+        elif model not in published:
+            print(f"zoo/{cfg.zoo}/{model}: no published weights yet (train them with "
+                  f"`blindbench train --config zoo/{cfg.zoo}/{model}/train.toml`)")  # fmt: skip
+    return [(m, cfg.zoo) for m in ZOO_MODELS if m in published] + [("input", ""), ("oracle-telea", "")]
+
+
 def _demo_eval(cfg: DemoConfig) -> Path:
     """Eval every published zoo model (with images) and the two reference methods into one runs folder."""
     from blindbench.evaluate import EvalConfig, run_eval, summary_line
     from blindbench.paths import data_root
-    from blindbench.zoo import available, read_card
+    from blindbench.zoo import read_card
 
     runs = data_root() / "evals" / "demo"
-    published = {model for _, model in available(cfg.zoo)}
-    jobs = [(m, cfg.zoo) for m in ZOO_MODELS if m in published] + [("input", ""), ("oracle-telea", "")]
-    for model in ZOO_MODELS:
-        if model not in published:
-            print(f"zoo/{cfg.zoo}/{model}: no published weights yet (train them with "
-                  f"`blindbench train --config zoo/{cfg.zoo}/{model}/train.toml`)")  # fmt: skip
+    jobs = zoo_jobs(cfg)
     for model, zoo in jobs:
         folder = runs / model
         if _stale(folder, read_card(zoo, model)["weights_sha256"] if zoo else None):

@@ -97,3 +97,19 @@ def test_demo_end_to_end_at_toy_size(demo_dir: Path, data_root: Path, tmp_path: 
     assert main(argv) == 0
     again = capsys.readouterr().out
     assert "already trained (4 steps)" in again and "nothing new to score" in again
+
+
+def test_unfinished_zoo_entries_are_named_not_scored(monkeypatch, capsys) -> None:
+    from blindbench import zoo
+    from blindbench.demo import DemoConfig, zoo_jobs
+
+    cards = {"vcn": {"finished": True}, "ca": {"finished": False, "steps_done": 2250,
+                                              "steps_planned": {"separate": 6000, "joint": 1000}}}  # fmt: skip
+    monkeypatch.setattr(zoo, "available", lambda name=None: [("photos", m) for m in cards])
+    monkeypatch.setattr(zoo, "read_card", lambda name, model: cards[model])
+    jobs = zoo_jobs(DemoConfig())
+    assert jobs == [("vcn", "photos"), ("input", ""), ("oracle-telea", "")]
+    out = capsys.readouterr().out
+    assert "zoo/photos/ca: unfinished (2,250 of 7,000 steps), not in Table 1" in out
+    assert "train --resume zoo/photos/ca/resume.pt --out data/runs/zoo-photos-ca" in out
+    assert "zoo/photos/gmc: no published weights yet" in out
