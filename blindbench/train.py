@@ -12,6 +12,10 @@ Losses (SPEC §4–5), always a *sum*, images in [-1, 1]:
   a fresh (no-grad) generator output (``critic_batches = "shared"`` reuses the step's batch instead), the critics
   judging the composite ``Ô ⊙ M̃̂ + I ⊙ (1 − M̃̂)`` with M̃̂ the smoothed M̂ (``critic_input = "raw"``: Ô), and
   both gradient penalties restricted to the damaged region (official ``gradients_penalty(x, y, mask)``).
+  Computed with less work, same values (tested against the plain official step): the fresh batches go through
+  the generator in one no-grad pass (the critic updates do not change it), real and fake through each critic as
+  one batch; the losses stay on the device and reach the host on log steps only, and on an accelerator a step
+  reads the host once, for its NaN verdict.
 
 A generator step consumes a fixed number of batches (1, or 1 + ``critic_steps`` with fresh critic batches), so
 the data position of a stage follows from its step count: resuming rebuilds the loader for the stored epoch and
@@ -289,11 +293,17 @@ def weighted_sum(cfg: TrainConfig, terms: dict[str, Tensor]) -> Tensor:
 
 
 class Logger:
-    """Scalars to ``metrics.csv`` (long format: step, stage, name, value) and TensorBoard when installed."""
+    """Scalars to ``metrics.csv`` (long format: step, stage, name, value); with TensorBoard installed also the
+    scalars, the sample grids and, at :meth:`close`, the run's hyperparameters beside its last value of each
+    scalar (TensorBoard's HParams tab)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool, keep_until: int = 0) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool, keep_until: int = 0,
+                 hparams: dict[str, Any] | None = None) -> None:
         """Rows of an earlier process after step ``keep_until`` (the checkpoint it resumes from) are dropped: they
-        are about to be replayed, and each step must be logged once."""
+        are about to be replayed, and each step must be logged once. ``hparams``: flat str, int, float or bool
+        values (the resolved train config)."""
+        self.hparams = dict(hparams or {})
+        self.last: dict[str, float] = {}
         self.path = run_dir / "metrics.csv"
         kept: list[list[str]] = []
         if self.path.exists():
@@ -321,13 +331,21 @@ class Logger:
     def scalars(self, step: int, stage: str, values: dict[str, float]) -> None:
         for name, value in values.items():
             self.writer.writerow([step, stage, name, f"{value:.6g}"])
+            self.last[f"{stage}/{name}"] = value
             if self.tb is not None:
                 self.tb.add_scalar(f"{stage}/{name}", value, step)
         self.handle.flush()
 
+    def image(self, step: int, stage: str, grid: np.ndarray) -> None:
+        """A (H, W, 3) uint8 sample grid (:func:`sample_grid`) under ``<stage>/samples``."""
+        if self.tb is not None:
+            self.tb.add_image(f"{stage}/samples", grid, step, dataformats="HWC")
+
     def close(self) -> None:
         self.handle.close()
         if self.tb is not None:
+            if self.hparams:  # in the run's own folder ("."), metrics apart from the curves ("hparam/" tags)
+                self.tb.add_hparams(self.hparams, {f"hparam/{k}": v for k, v in self.last.items()}, run_name=".")
             self.tb.close()
 
 
@@ -339,19 +357,28 @@ def _to_uint8(images: Tensor) -> np.ndarray:
     return (images.permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_sample_grid(path: Path, batch: dict, out, rows: int = 4) -> Path:
-    """A PNG grid, one row per sample: input | predicted mask | output | target."""
-    from blindbench.imageio import write_image
-
+def sample_grid(batch: dict, out, rows: int = 4) -> np.ndarray:
+    """(rows·H, 4·W, 3) uint8, one row per sample: input | predicted mask | output | target."""
     n = min(rows, batch["input"].shape[0])
     to01 = lambda x: (x[:n] + 1.0) / 2.0  # noqa: E731
     mask = torch.sigmoid(out.mask_logits[:n]) if out.mask_logits is not None else torch.zeros_like(batch["mask"][:n])
     columns = [_to_uint8(to01(batch["input"])), _to_uint8(mask), _to_uint8(to01(out.image)),
                _to_uint8(to01(batch["target"]))]
-    grid = np.concatenate([np.concatenate(list(col), axis=0) for col in columns], axis=1)
+    return np.concatenate([np.concatenate(list(col), axis=0) for col in columns], axis=1)
+
+
+def write_grid(path: Path, grid: np.ndarray) -> Path:
+    """Write a :func:`sample_grid` as a PNG (folders created)."""
+    from blindbench.imageio import write_image
+
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image(path, grid)
     return path
+
+
+def save_sample_grid(path: Path, batch: dict, out, rows: int = 4) -> Path:
+    """A PNG grid, one row per sample: input | predicted mask | output | target."""
+    return write_grid(path, sample_grid(batch, out, rows))
 
 
 @torch.no_grad()
@@ -418,30 +445,89 @@ def _autocast(runtime: Runtime):
     return torch.autocast(runtime.device.type, dtype=runtime.amp_dtype)
 
 
-def _finite(x: Tensor) -> bool:
-    """True when ``x`` is finite on every rank (all ranks then skip or step together)."""
-    flag = torch.isfinite(x.detach()).all().to(torch.int32)
+def _all_ranks_min(flags: Tensor) -> Tensor:
+    """``flags`` (int) reduced to their minimum over all ranks (all ranks then skip or step together)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-    return bool(flag)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+    return flags
 
 
-def _average_gradients(params: list[Tensor], world: int) -> None:
+def scalars(logs: dict[str, Tensor | float]) -> dict[str, float]:
+    """The step's logs as Python floats, in their order, read from the device in one transfer (one host sync)."""
+    keys = [k for k, v in logs.items() if isinstance(v, Tensor)]
+    read = dict(zip(keys, torch.stack([logs[k].float() for k in keys]).tolist(), strict=True)) if keys else {}
+    return {k: read[k] if k in read else float(v) for k, v in logs.items()}
+
+
+def _average_gradients(params: list[Tensor], world: int, ok: Tensor | None = None) -> Tensor | None:
     """Average the gradients of ``params`` over all ranks in one collective (for modules outside DDP).
 
     SUM then divide: gloo has no ``ReduceOp.AVG`` before torch 2.8. Every rank must hold the same parameters
-    with gradients (true here: all ranks run the same critic graph).
+    with gradients (true here: all ranks run the same critic graph). A flag ``ok`` travels in the same collective
+    and comes back True only where it is True on every rank.
     """
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    parts = [g.reshape(-1) for g in grads]
+    if ok is not None:
+        parts.append((~ok).to(grads[0].dtype if grads else torch.float32).reshape(1))  # 1 on a rank that failed
+    if not parts:
+        return ok
+    flat = torch.cat(parts)
     torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+    if ok is not None:
+        ok, flat = flat[-1] == 0, flat[:-1]
     flat /= world
     offset = 0
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+    return ok
+
+
+class _Rollback:
+    """Undo of optimizer updates made under a False device flag, without a host sync.
+
+    :meth:`guard` copies every tensor an update writes on the parameters' device (the parameters and their
+    optimizer state), lets the update run, and puts the copy back where the flag is False (``torch.where``, no
+    sync). What the device cannot put back, state on the host (Adam's step counters of GPU parameters, the fp16
+    GradScaler's) or state the update created, :meth:`undo` restores once the host has read the flags.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+        self.optimizer, self.scaler = optimizer, scaler
+        self.marks: list[tuple[dict[Tensor, dict[str, Any] | None], dict[str, Any] | None]] = []
+
+    @contextlib.contextmanager
+    def guard(self, ok: Tensor) -> Iterator[None]:
+        on_device: list[Tensor] = []
+        host: dict[Tensor, dict[str, Any] | None] = {}
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                state = self.optimizer.state.get(p)
+                here = [v for v in state.values() if isinstance(v, Tensor) and v.device == p.device] if state else []
+                host[p] = None if not state else {k: v.clone() if isinstance(v, Tensor) else v
+                                                  for k, v in state.items() if not any(v is t for t in here)}
+                on_device += [p, *here]
+        scaler = self.scaler.state_dict() if self.scaler.is_enabled() else None  # fp16 only (it syncs anyway)
+        self.marks.append((host, scaler))
+        before = [t.detach().clone() for t in on_device]
+        yield
+        with torch.no_grad():
+            for t, old in zip(on_device, before, strict=True):
+                t.copy_(torch.where(ok, t, old))
+
+    def undo(self, flags: list[int]) -> None:
+        """Restore the host side as it was before the first update whose flag is 0 (the device side already is)."""
+        if all(flags):
+            return
+        host, scaler = self.marks[flags.index(0)]
+        for p, kept in host.items():
+            if kept is None:  # state this step's updates created
+                self.optimizer.state.pop(p, None)
+            else:
+                self.optimizer.state[p].update(kept)
+        if scaler is not None:
+            self.scaler.load_state_dict(scaler)
 
 
 def load_init_weights(model: nn.Module, cfg: TrainConfig) -> None:
@@ -556,6 +642,9 @@ class Trainer:
         if self.critics is not None:
             self.critic_global, self.critic_patch = self.critics.global_critic, self.critics.patch_critic
         self.memory_format = memory_format
+        # on an asynchronous device a host read drains its queue: the NaN guard then works on the device and the
+        # step reads the host once; on the CPU a read is free and the device-side guard's copies are not
+        self.sync_free = runtime.device.type != "cpu"
         self.step = 0  # global generator steps done
         self.finite_steps = 0  # generator steps that were not skipped, in this process
         self.stopped_by_budget = False  # max_minutes ran out before the plan
@@ -669,20 +758,69 @@ class Trainer:
         opt, scaler = self.optimizers[name], self.scalers[name]
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        if name == "critic" and self.runtime.world > 1:
-            _average_gradients([p for group in opt.param_groups for p in group["params"]], self.runtime.world)
         scaler.step(opt)
         scaler.update()
+
+    def _critic_update(self, d_loss: Tensor, ok: Tensor, rollback: _Rollback | None) -> Tensor:
+        """One critic update, kept only where ``ok`` and ``d_loss`` are finite (on every rank).
+
+        Returns the step's running flag: False from the first non-finite loss of the step on, so that this update
+        and every later one of the step are not made, as if the step had stopped there. With ``rollback`` (an
+        asynchronous device) the update is made and undone on the device, without a host sync; without it (CPU,
+        where reading the flag costs nothing and spares the copies) the flag is read and a bad update not made.
+        """
+        opt, scaler = self.optimizers["critic"], self.scalers["critic"]
+        ok = ok & torch.isfinite(d_loss.detach())
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(d_loss).backward()
+        if self.runtime.world > 1:  # the flag rides in the gradients' all-reduce: every rank keeps or undoes alike
+            ok = _average_gradients([p for group in opt.param_groups for p in group["params"]], self.runtime.world,
+                                    ok)
+        if rollback is None:
+            if bool(ok):
+                scaler.step(opt)
+                scaler.update()
+            return ok
+        with rollback.guard(ok):
+            scaler.step(opt)
+            scaler.update()
+        return ok
 
     def batches_per_step(self, stage: str) -> int:
         """Batches one generator step consumes: its own, plus one per critic update when those are fresh."""
         fresh = stage == "joint" and self.cfg.critic_batches == "fresh"
         return 1 + (self.cfg.critic_steps if fresh else 0)
 
-    def train_step(self, stage: str, batch: dict, critic_batches: list[dict] | None = None
-                   ) -> tuple[dict[str, float], Any]:
-        """One generator step (with its critic steps in the joint stage); returns float losses and the output.
+    def _critic_view(self, image: Tensor, output) -> Tensor:
+        if self.cfg.critic_input == "composite":
+            from vcn.critics import critic_view
 
+            return critic_view(image, output.image, output.mask_logits)
+        return output.image
+
+    def _critic_inputs(self, batch: dict, fake: Tensor, critic_batches: list[dict] | None
+                       ) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """(fake, real, mask) of each critic update. Fresh batches get their (no-grad) generator outputs from one
+        forward over all of them: the critic updates leave the generator as it is, so this is the output each
+        update would compute for itself, made in one batched pass instead of ``critic_steps``."""
+        if not critic_batches:
+            fake = fake.detach()
+            return [(fake, batch["target"], batch["mask"])] * self.cfg.critic_steps
+        extras = [self._to_device(b) for b in critic_batches[: self.cfg.critic_steps]]
+        inputs = torch.cat([e["input"] for e in extras])  # (critic_steps·B, 3, H, W)
+        with torch.no_grad(), _autocast(self.runtime):
+            views = self._critic_view(inputs, self.model(inputs)).split([len(e["input"]) for e in extras])
+        return [(v, e["target"], e["mask"]) for v, e in zip(views, extras, strict=True)]
+
+    def train_step(self, stage: str, batch: dict, critic_batches: list[dict] | None = None
+                   ) -> tuple[dict[str, Tensor | float], Any]:
+        """One generator step (with its critic steps in the joint stage); returns the losses and the output.
+
+        The losses are detached 0-dim tensors (``{"skipped": 1.0}`` for a skipped step): read them with
+        :func:`scalars`, which the loop does on log steps only. A non-finite reconstruction, critic or generator
+        loss (on any rank) skips the generator update, and the critic updates from the first non-finite loss on are
+        not made, as when the step stopped there. With ``sync_free`` (any device but the CPU) the step syncs with
+        the host once, for that verdict; on the CPU each critic update also reads its flag (no queue to drain).
         ``critic_batches`` (joint stage, ``critic_batches = "fresh"``): one batch per critic update; without them
         every update reuses ``batch`` and its generator output.
         """
@@ -693,58 +831,43 @@ class Trainer:
             out = self.model(batch["input"]) if joint else self.model(batch["input"], mask=batch["mask"])
             terms = reconstruction_losses(cfg, self.vgg, out, batch, joint)
             rec = weighted_sum(cfg, terms)
-        if not _finite(rec):
-            return self._bad("reconstruction"), out
-        logs: dict[str, float] = {}
+        flags = [torch.isfinite(rec.detach())]
+        logs: dict[str, Tensor | float] = {}
+        total, rollback = rec, None
         if joint:
             from vcn import losses
-            from vcn.critics import critic_view
 
-            def view(image: Tensor, output) -> Tensor:
-                return critic_view(image, output.image, output.mask_logits) if cfg.critic_input == "composite" \
-                    else output.image
-
-            fake, real, mask = view(batch["input"], out), batch["target"], batch["mask"]
+            fake, mask = self._critic_view(batch["input"], out), batch["mask"]
             gen = torch.Generator(device=self.runtime.device).manual_seed(cfg.seed * 1_000_003 + self.step)
-            patch = self.critic_patch
-            for k in range(cfg.critic_steps):
-                if critic_batches:  # the official trainer: a fresh batch and generator output per critic update
-                    extra = self._to_device(critic_batches[k])
-                    with torch.no_grad(), _autocast(self.runtime):
-                        c_fake = view(extra["input"], self.model(extra["input"]))
-                    c_real, c_mask = extra["target"], extra["mask"]
-                else:
-                    c_fake, c_real, c_mask = fake.detach(), real, mask
+            rollback = _Rollback(self.optimizers["critic"], self.scalers["critic"]) if self.sync_free else None
+            ok = flags[0]
+            for c_fake, c_real, c_mask in self._critic_inputs(batch, fake, critic_batches):
                 with _autocast(self.runtime):
-                    d_fake = self.critic_global(c_fake) + patch(c_fake, c_mask)
-                    d_real = self.critic_global(c_real) + patch(c_real, c_mask)
-                    # both penalties restricted to the damaged region, as the official gradients_penalty(x, y, mask)
-                    gp = losses.wgan_gp_penalty(self.critic_global, c_real, c_fake, cfg.lambda_gp, mask=c_mask,
-                                                generator=gen)
-                    gp = gp + losses.wgan_gp_penalty(lambda x, m=c_mask: patch(x, m), c_real, c_fake, cfg.lambda_gp,
-                                                     mask=c_mask, generator=gen)
-                    d_loss = losses.critic_loss(d_real.float(), d_fake.float()) + gp.float()
-                if not _finite(d_loss):
-                    return self._bad("critic"), out
-                self._backward_step("critic", d_loss)
-            if cfg.critic_steps:  # the last critic step's values, read once
-                logs["critic"], logs["gp"] = float(d_loss.detach()), float(gp.detach())
+                    d_loss, gp = losses.critic_objective(self.critic_global, self.critic_patch, c_real, c_fake,
+                                                         c_mask, cfg.lambda_gp, gen)
+                ok = self._critic_update(d_loss, ok, rollback)
+                flags.append(ok)
+                logs["critic"], logs["gp"] = d_loss.detach(), gp.detach()  # the last update's values
             for m in self.critics.modules().values():
                 m.requires_grad_(False)
             with _autocast(self.runtime):
-                terms["adv"] = losses.generator_adv_loss((self.critic_global(fake) + patch(fake, mask)).float())
+                terms["adv"] = losses.generator_adv_loss(
+                    (self.critic_global(fake) + self.critic_patch(fake, mask)).float())
             for m in self.critics.modules().values():
                 m.requires_grad_(True)
             total = rec + cfg.lambda_adv * terms["adv"]
-            if not _finite(total):
-                return self._bad("generator"), out
-        else:
-            total = rec  # already checked
+            flags.append(torch.isfinite(total.detach()))
+        verdict = _all_ranks_min(torch.stack(flags).to(torch.int32)).tolist()  # the step's one host sync
+        if not all(verdict):
+            if rollback is not None:
+                rollback.undo(verdict[1:-1])
+            what = "reconstruction" if not verdict[0] else "critic" if not all(verdict[1:-1]) else "generator"
+            return self._bad(what), out
         self._backward_step("generator", total)
         self.bad_in_row = 0
         self.finite_steps += 1
-        logs.update({k: float(v.detach()) for k, v in terms.items()})
-        logs["loss"] = float(total.detach())
+        logs.update({k: v.detach() for k, v in terms.items()})
+        logs["loss"] = total.detach()
         return logs, out
 
     # ------------------------------------------------------------------------------------------------- run
@@ -752,7 +875,8 @@ class Trainer:
     def run(self, position: tuple[str, int] | None = None) -> None:
         """Execute the plan from step 0, or from ``position`` = :meth:`restore`'s (stage, stage_step)."""
         cfg, rt = self.cfg, self.runtime
-        logger = Logger(self.run_dir, cfg.tensorboard, keep_until=self.step) if rt.main else None
+        logger = Logger(self.run_dir, cfg.tensorboard, keep_until=self.step,
+                        hparams=dataclasses.asdict(cfg)) if rt.main else None
         first = self.step
         bar = None
         if rt.main and cfg.progress:
@@ -794,7 +918,7 @@ class Trainer:
                     self._periodic(stage, stage_step + 1, steps, logs, batch, out, logger, bar)
                     if cfg.max_minutes and self.session["seconds"] >= 60 * cfg.max_minutes:
                         if logger is not None and self.step % max(cfg.log_every, 1):  # the last step is logged
-                            logger.scalars(self.step, stage, {**logs, "bad_total": float(self.bad_total)})
+                            logger.scalars(self.step, stage, {**scalars(logs), "bad_total": float(self.bad_total)})
                         if self.bad_in_row == 0:
                             self.save(stage, stage_step + 1)
                         self.stopped_by_budget = True
@@ -814,19 +938,25 @@ class Trainer:
             if logger is not None:
                 logger.close()
 
-    def _periodic(self, stage: str, stage_step: int, steps: int, logs: dict[str, float], batch: dict, out,
-                  logger: Logger | None, bar) -> None:
+    def _periodic(self, stage: str, stage_step: int, steps: int, logs: dict[str, Tensor | float], batch: dict,
+                  out, logger: Logger | None, bar) -> None:
         cfg, step = self.cfg, self.step
         if bar is not None:
             bar.update(1)
-            shown = {k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "bce", "l1", "critic", "images_per_s")}
-            bar.set_postfix(stage=stage, **shown, refresh=False)
-        if logger is not None and (step % max(cfg.log_every, 1) == 0 or stage_step == steps):
-            logger.scalars(step, stage, {**logs, "bad_total": float(self.bad_total)})
+        if (logger is not None or bar is not None) and (step % max(cfg.log_every, 1) == 0 or stage_step == steps):
+            values = scalars(logs)  # the losses reach the host on log steps only (nanoGPT's habit)
+            if bar is not None:
+                shown = {k: f"{v:.3g}" for k, v in values.items() if k in ("loss", "bce", "l1", "critic",
+                                                                              "images_per_s")}
+                bar.set_postfix(stage=stage, **shown, refresh=False)
+            if logger is not None:
+                logger.scalars(step, stage, {**values, "bad_total": float(self.bad_total)})
         if self.runtime.main and cfg.sample_every and step % cfg.sample_every == 0:
             with torch.no_grad():
-                save_sample_grid(self.run_dir / "samples" / f"{stage}-{step:07d}.png", batch,
-                                 type(out)(*(None if t is None else t.detach().float().cpu() for t in out)))
+                grid = sample_grid(batch, type(out)(*(None if t is None else t.detach().float().cpu() for t in out)))
+            write_grid(self.run_dir / "samples" / f"{stage}-{step:07d}.png", grid)
+            if logger is not None:
+                logger.image(step, stage, grid)
         if cfg.val_set and cfg.val_every and step % cfg.val_every == 0 and self.runtime.main:
             values = validate(cfg, self.raw_model, self.runtime)
             if logger is not None:

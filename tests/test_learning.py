@@ -66,7 +66,9 @@ def test_tiny_vcn_overfits_fixed_samples(fixed_batch: dict, tmp_path: Path) -> N
 def test_every_model_learns_a_little(name: str, fixed_batch: dict, tmp_path: Path) -> None:
     """40 steps on the fixed batch cut every model's training loss by 15% or more (without an MPN it is L1 alone)."""
     trainer = _trainer(name, tmp_path)
-    first, _ = trainer.train_step("separate", fixed_batch)
+    from blindbench.train import scalars
+
+    first = scalars(trainer.train_step("separate", fixed_batch)[0])
     for _ in range(39):
-        last, _ = trainer.train_step("separate", fixed_batch)
+        last = scalars(trainer.train_step("separate", fixed_batch)[0])
     assert last["loss"] < 0.85 * first["loss"], f"{name}: loss {first['loss']:.3f} -> {last['loss']:.3f}"

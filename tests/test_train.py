@@ -449,3 +449,220 @@ def test_a_missing_validation_set_is_generated_before_the_first_step(demo_dir: P
     assert len(list((tmp_path / "data2" / "sets" / "photos-val").glob("*.tar"))) == 3
     train.prepare_val_set(cfg, setup_runtime(cfg))  # there now: nothing to say
     assert "generating" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ joint step: syncs and speed
+
+
+def _joint_trainer(tmp_path: Path, sync_free: bool = False, **overrides) -> tuple[Trainer, dict, list[dict]]:
+    cfg = tiny_config(tmp_path / "run", **{"stage": "joint", "critic_steps": 3, **overrides})
+    trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "run")
+    trainer.sync_free = sync_free  # the device-side guard (what a GPU run uses), here on the CPU
+    trainer._make_optimizers("joint")
+    data = train.BatchSource(cfg, 2, trainer.runtime).batches()
+    return trainer, next(data), [next(data) for _ in range(cfg.critic_steps)]
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_a_step_reads_the_device_once_and_logs_are_read_on_log_steps(demo_dir: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """nanoGPT's habit: the losses stay tensors; one host read per step (the NaN verdict), one more to log. On
+    the CPU (no queue to drain) each critic update reads its own flag."""
+    import inspect
+
+    trainer, batch, extras = _joint_trainer(tmp_path, sync_free=True)
+    reads: list[str] = []
+    repo = str(Path(train.__file__).resolve().parent.parent)
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            caller = inspect.stack(0)[1].filename
+            if caller.startswith(repo) and "/.venv/" not in caller and "/tests/" not in caller:
+                reads.append(f"{_name} in {Path(caller).name}")
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    logs, _ = trainer.train_step("joint", batch, extras)
+    assert reads == ["tolist in train.py"]  # 3 critic updates, 6 loss terms: still one read
+    assert {"critic", "gp", "bce", "l1", "adv", "loss"} <= set(logs)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in logs.values())
+    reads.clear()
+    values = train.scalars(logs)
+    assert reads == ["tolist in train.py"] and all(isinstance(v, float) for v in values.values())
+    assert values["loss"] == float(logs["loss"])
+    reads.clear()
+    logs, _ = trainer.train_step("separate", batch)
+    assert reads == ["tolist in train.py"]
+    reads.clear()
+    trainer.sync_free = False
+    trainer.train_step("joint", batch, extras)
+    assert reads == ["__bool__ in train.py"] * 3 + ["tolist in train.py"]
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_a_non_finite_critic_loss_undoes_that_update_and_the_later_ones(sync_free: bool, demo_dir: Path,
+                                                                       tmp_path: Path, monkeypatch) -> None:
+    """Both guards keep the old semantics: updates before the first non-finite critic loss stay, that one and the
+    rest leave no trace (weights, Adam moments and step counters), the generator waits."""
+    from vcn import losses
+
+    trainer, batch, extras = _joint_trainer(tmp_path, sync_free)
+    reference, _, _ = _joint_trainer(tmp_path / "ref", critic_steps=1)  # the same start: one critic update only
+    reference.train_step("joint", batch, extras[:1])
+    model = _state(trainer.raw_model)
+    real = losses.critic_objective
+    calls = {"n": 0}
+
+    def nan_at_second(*args, **kwargs):
+        calls["n"] += 1
+        d_loss, gp = real(*args, **kwargs)
+        return (d_loss * float("nan"), gp) if calls["n"] == 2 else (d_loss, gp)
+
+    monkeypatch.setattr(losses, "critic_objective", nan_at_second)
+    logs, _ = trainer.train_step("joint", batch, extras)
+    assert logs == {"skipped": 1.0} and calls["n"] == 3 and trainer.bad_in_row == 1
+    assert all(torch.equal(v, trainer.raw_model.state_dict()[k]) for k, v in model.items())
+    for name in ("global", "patch"):
+        kept, want = trainer.critics.modules()[name].state_dict(), reference.critics.modules()[name].state_dict()
+        assert all(torch.equal(kept[k], want[k]) for k in want), name
+    opt = trainer.optimizers["critic"]
+    assert all(float(s["step"]) == 1.0 for s in opt.state.values()) and len(opt.state) == len(
+        reference.optimizers["critic"].state)
+    for p, q in zip(opt.param_groups[0]["params"], reference.optimizers["critic"].param_groups[0]["params"],
+                    strict=True):
+        assert torch.equal(opt.state[p]["exp_avg_sq"], reference.optimizers["critic"].state[q]["exp_avg_sq"])
+    monkeypatch.undo()
+    trainer2, batch, extras = _joint_trainer(tmp_path / "nan", sync_free)
+    batch = {**batch, "target": batch["target"].clone()}
+    batch["target"][0, 0, 0, 0] = float("nan")  # the reconstruction loss: no critic update at all, no state left
+    before = _state(trainer2.critics.patch_critic)
+    assert trainer2.train_step("joint", batch, extras)[0] == {"skipped": 1.0}
+    assert not trainer2.optimizers["critic"].state
+    assert all(torch.equal(v, trainer2.critics.patch_critic.state_dict()[k]) for k, v in before.items())
+
+
+def _reference_joint_step(trainer: Trainer, batch: dict, extras: list[dict]) -> None:
+    """The joint step as the official trainer writes it: per critic update a fresh generator pass, the critics on
+    fake and on real separately, both penalties, an Adam step; then the generator step."""
+    from vcn import losses
+    from vcn.critics import critic_view
+
+    cfg, g, p = trainer.cfg, trainer.critic_global, trainer.critic_patch
+    out = trainer.model(batch["input"])
+    rec = train.weighted_sum(cfg, train.reconstruction_losses(cfg, None, out, batch, True))
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + trainer.step)
+    for extra in extras:
+        with torch.no_grad():
+            o = trainer.model(extra["input"])
+            fake = critic_view(extra["input"], o.image, o.mask_logits)
+        d_fake, d_real = g(fake) + p(fake, extra["mask"]), g(extra["target"]) + p(extra["target"], extra["mask"])
+        gp = losses.wgan_gp_penalty(g, extra["target"], fake, cfg.lambda_gp, mask=extra["mask"], generator=gen)
+        gp = gp + losses.wgan_gp_penalty(lambda x, m=extra["mask"]: p(x, m), extra["target"], fake, cfg.lambda_gp,
+                                         mask=extra["mask"], generator=gen)
+        trainer.optimizers["critic"].zero_grad(set_to_none=True)
+        (losses.critic_loss(d_real.float(), d_fake.float()) + gp.float()).backward()  # as the loop casts
+        trainer.optimizers["critic"].step()
+    fake = critic_view(batch["input"], out.image, out.mask_logits)
+    for m in (g, p):
+        m.requires_grad_(False)
+    adv = losses.generator_adv_loss((g(fake) + p(fake, batch["mask"])).float())
+    for m in (g, p):
+        m.requires_grad_(True)
+    trainer.optimizers["generator"].zero_grad(set_to_none=True)
+    (rec + cfg.lambda_adv * adv).backward()
+    trainer.optimizers["generator"].step()
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_the_faster_joint_step_trains_as_the_official_one(sync_free: bool, demo_dir: Path, tmp_path: Path) -> None:
+    """One batched generator pass for the fresh critic batches, one critic pass over [fake; real], either guard:
+    in float64 the weights after two steps equal the plain official step's to 1e-9."""
+    ours, batch, extras = _joint_trainer(tmp_path / "a", sync_free)
+    plain, _, _ = _joint_trainer(tmp_path / "b")
+    to64 = lambda b: {k: v.double() if isinstance(v, torch.Tensor) else v for k, v in b.items()}  # noqa: E731
+    batch, extras = to64(batch), [to64(e) for e in extras]
+    for t in (ours, plain):
+        t.raw_model.double()
+        for m in t.critics.modules().values():
+            m.double()
+        t._make_optimizers("joint")
+    initial = _state(ours.raw_model)
+    for _ in range(2):
+        assert "skipped" not in ours.train_step("joint", batch, extras)[0]
+        ours.step += 1
+        _reference_joint_step(plain, batch, extras)
+        plain.step += 1
+    assert any(not torch.equal(v, ours.raw_model.state_dict()[k]) for k, v in initial.items() if v.is_floating_point())
+    for a, b in ((ours.raw_model, plain.raw_model), (ours.critic_global, plain.critic_global),
+                 (ours.critic_patch, plain.critic_patch)):
+        sa, sb = a.state_dict(), b.state_dict()
+        for k in sa:
+            torch.testing.assert_close(sa[k], sb[k], rtol=1e-9, atol=1e-12, msg=k)
+
+
+def test_critic_objective_batched_equals_two_passes() -> None:
+    from vcn import losses
+    from vcn.critics import GlobalCritic, PatchCritic
+
+    torch.manual_seed(0)
+    g, p = GlobalCritic(4, 64).double(), PatchCritic(4).double()
+    real, fake = torch.rand(3, 3, 64, 64, dtype=torch.float64) * 2 - 1, torch.rand(3, 3, 64, 64, dtype=torch.float64)
+    mask = (torch.rand(3, 1, 64, 64) > 0.7).double()
+    results = []
+    for batched in (True, False):
+        d_loss, gp = losses.critic_objective(g, p, real, fake, mask, 10.0, torch.Generator().manual_seed(1),
+                                             batched=batched)
+        grads = torch.autograd.grad(d_loss, [*g.parameters(), *p.parameters()])
+        results.append((d_loss, gp, grads))
+    (d1, gp1, g1), (d2, gp2, g2) = results
+    assert d1.dtype == torch.float32 and d1.ndim == 0 and float(gp1.detach()) > 0
+    torch.testing.assert_close(d1, d2, rtol=1e-6, atol=1e-7)
+    assert torch.equal(gp1, gp2)  # the same draws in the same order
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_tensorboard_gets_sample_grids_and_hparams(demo_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """With a SummaryWriter (a recording stand-in: tensorboard is not a dependency): scalars, each sample grid as
+    an image, and the resolved config with the run's last values as hparams, written once at the end."""
+    import sys
+    import types
+
+    calls: list[tuple] = []
+
+    class Writer:
+        def __init__(self, logdir: str) -> None:
+            calls.append(("init", logdir))
+
+        def add_scalar(self, tag, value, step) -> None:
+            calls.append(("scalar", tag, value, step))
+
+        def add_image(self, tag, image, step, dataformats="CHW") -> None:
+            calls.append(("image", tag, image, step, dataformats))
+
+        def add_hparams(self, hparams, metrics, run_name=None) -> None:
+            calls.append(("hparams", hparams, metrics, run_name))
+
+        def close(self) -> None:
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    run_dir = run_train(tiny_config(tmp_path / "run", tensorboard=True, sample_every=2, steps_separate=1,
+                                    steps_joint=2))
+    assert calls[0] == ("init", str(run_dir / "tb")) and calls[-1] == ("close",)
+    images = [c for c in calls if c[0] == "image"]
+    assert [(c[1], c[3], c[4]) for c in images] == [("joint/samples", 2, "HWC")]
+    grid = images[0][2]
+    assert grid.dtype == np.uint8 and grid.shape == (2 * 32, 4 * 32, 3)  # 2 samples of input | mask | output | target
+    png = next((run_dir / "samples").glob("joint-*.png"))
+    from blindbench.imageio import read_image
+
+    assert np.array_equal(read_image(png), grid)
+    (hp,) = [c for c in calls if c[0] == "hparams"]
+    assert hp[1]["model"] == "vcn" and hp[1]["critic_steps"] == 1 and hp[3] == "."
+    last_loss = [c for c in calls if c[0] == "scalar" and c[1] == "joint/loss"][-1][2]
+    assert hp[2]["hparam/joint/loss"] == last_loss and "hparam/separate/l1" in hp[2]

@@ -31,7 +31,7 @@ def test_bf16_autocast_step_is_finite_and_updates(stage: str, demo_dir: Path, tm
     batch = next(train.BatchSource(cfg, 2, trainer.runtime).batches())
     logs, out = trainer.train_step(stage, batch)
     assert out.image.dtype == torch.bfloat16  # the forward really ran under autocast
-    assert logs and all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert logs and all(torch.isfinite(torch.tensor(v)) for v in train.scalars(logs).values())
     after = trainer.raw_model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
     assert all(p.dtype == torch.float32 for p in trainer.raw_model.parameters())  # master weights stay fp32

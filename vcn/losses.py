@@ -147,3 +147,44 @@ def critic_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
 def generator_adv_loss(d_fake: Tensor) -> Tensor:
     """WGAN generator loss ``−E[D(fake)]``."""
     return -d_fake.mean()
+
+
+def critic_objective(
+    global_critic: Callable[[Tensor], Tensor],
+    patch_critic: Callable[[Tensor, Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    mask: Tensor,
+    lam: float = 10.0,
+    generator: torch.Generator | None = None,
+    batched: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """The critic loss of the official pair of critics and its penalty part: ``(L_D, GP)``, both float32 scalars.
+
+    ``L_D = E[D(fake)] − E[D(real)] + GP`` with D = global + patch (the patch critic averaged over ``mask``) and GP
+    the two mask-restricted penalties of :func:`wgan_gp_penalty`, global first (the order of the draws from
+    ``generator``). ``batched``: real and fake go through each critic as one batch of 2B, not as two batches of B
+    (the critics have no batch statistics, so both give the same values, up to float rounding).
+
+    Args:
+        global_critic: (B, C, H, W) -> (B,).
+        patch_critic: (B, C, H, W), (B, 1, H, W) mask -> (B,).
+        real: (B, C, H, W) real images.
+        fake: (B, C, H, W) generated (or composited) images, detached here.
+        mask: (B, 1, H, W) damage mask, 1 = damaged.
+        lam: λ of both penalties.
+        generator: random generator for the penalties' interpolation weights.
+        batched: one critic pass over [fake; real] instead of two.
+    """
+    fake = fake.detach()
+    if batched:
+        both = torch.cat([fake, real.to(fake.dtype)])  # (2B, C, H, W)
+        scores = (global_critic(both) + patch_critic(both, torch.cat([mask, mask]))).float()
+        d_fake, d_real = scores.chunk(2)
+    else:
+        d_fake = (global_critic(fake) + patch_critic(fake, mask)).float()
+        d_real = (global_critic(real) + patch_critic(real, mask)).float()
+    gp = wgan_gp_penalty(global_critic, real, fake, lam, mask=mask, generator=generator)
+    gp = gp + wgan_gp_penalty(lambda x: patch_critic(x, mask), real, fake, lam, mask=mask, generator=generator)
+    gp = gp.float()
+    return critic_loss(d_real, d_fake) + gp, gp
