@@ -182,3 +182,16 @@ def test_bad_config_files_are_one_line_errors(argv, text, pattern, tmp_path: Pat
 
 def test_missing_config_file_is_one_line(tmp_path: Path, capsys) -> None:
     _one_line_error(capsys, ["generate", "--config", str(tmp_path / "nope.toml")], r"generate config not found: ")
+
+
+def test_only_rank_zero_prints_the_closing_line(monkeypatch, capsys, tmp_path: Path) -> None:
+    """Under torchrun every rank returns the same report; the summary is printed once, by rank 0."""
+    from blindbench import evaluate
+    from blindbench.commands.eval import EvalConfig, run_eval
+
+    monkeypatch.setattr(evaluate, "run_eval", lambda cfg: "report")
+    monkeypatch.setattr(evaluate, "summary_line", lambda cfg, report: f"summary of {report}")
+    for rank, expected in (("1", ""), ("0", "summary of report\n")):
+        monkeypatch.setenv("RANK", rank)
+        run_eval(EvalConfig())
+        assert capsys.readouterr().out == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,4 +61,6 @@ class EvalConfig:
 def run_eval(cfg: EvalConfig) -> None:
     from blindbench.evaluate import run_eval, summary_line
 
-    print(summary_line(cfg, run_eval(cfg)))
+    report = run_eval(cfg)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns the same report: say it once
+        print(summary_line(cfg, report))

@@ -87,4 +87,5 @@ def run_inpaint(cfg: InpaintConfig) -> None:
     from blindbench.inpainting import run_inpaint
 
     written = run_inpaint(cfg)
-    print(f"inpainted {len(written)} image(s) into {cfg.out} (restored, .mask.png, .overlay.png)")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns every path: say it once
+        print(f"inpainted {len(written)} image(s) into {cfg.out} (restored, .mask.png, .overlay.png)")
