@@ -78,6 +78,8 @@ def validate_config(cfg: EvalConfig) -> None:
     elif is_external(cfg.model):
         if cfg.pretrained:
             raise ConfigError("--pretrained names zoo weights of registered models only")
+        if cfg.checkpoint and ":" not in cfg.model:  # as inpaint: a silently ignored checkpoint is a wrong result
+            raise ConfigError(f"--checkpoint loads weights into a pkg.module:build model; {cfg.model} holds its own")
     elif not cfg.is_reference:
         get_entry(cfg.model)  # unknown name: one line with a suggestion
         if bool(cfg.checkpoint) == bool(cfg.pretrained):

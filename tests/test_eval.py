@@ -300,3 +300,13 @@ def test_cpu_eval_compiles_only_when_the_set_is_large_enough(options: dict, comp
     assert bool(wrapped) == compiled
     with pytest.raises(ConfigError, match="--compile-min must be >= 0"):
         run_eval(EvalConfig(model="vcn", checkpoint=str(tiny_vcn_run), compile_min=-1, device="cpu"))
+
+
+def test_a_scripted_model_with_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    """A TorchScript or exported file holds its own weights: a --checkpoint beside it would be ignored silently."""
+    from blindbench.evaluate import validate_config
+
+    for model in ("net.ts", "net.pt", "net.pt2"):
+        with pytest.raises(ConfigError, match="holds its own"):
+            validate_config(EvalConfig(model=model, checkpoint="w.pt"))
+    validate_config(EvalConfig(model="net.ts"))  # alone it is fine
