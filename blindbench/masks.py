@@ -842,6 +842,14 @@ FILE_GENERATORS = frozenset({"folder", "image"})  # generators whose masks come 
 
 
 def _file_digest(path: str) -> str:
+    """First 16 hex digits of the file's sha256; hashed once per file version (a sample's mask and fill both
+    check it, and so does every sample drawing the same file)."""
+    stat = os.stat(path)
+    return _digest_of_version(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest_of_version(path: str, mtime_ns: int, size: int) -> str:
     from blindbench.imageio import sha256_file
 
     return sha256_file(path)[:16]
