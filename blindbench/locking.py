@@ -23,12 +23,14 @@ LOCK_NAME = ".blindbench.lock"
 
 
 @contextmanager
-def exclusive_folder(folder: str | os.PathLike[str], what: str) -> Iterator[Path]:
+def exclusive_folder(folder: str | os.PathLike[str], what: str, wait: bool = False) -> Iterator[Path]:
     """Hold the folder's lock for the block; another holder makes this a one-line `BlindbenchError`.
 
     Args:
         folder: the output folder (created if missing).
         what: the command, for the message (``generate``, ``eval``, ...).
+        wait: block until another holder is done instead of failing (for work that is resumable, such as two
+            trainings that both generate their missing validation set).
     """
     folder = Path(folder)
     path = folder / LOCK_NAME
@@ -41,7 +43,7 @@ def exclusive_folder(folder: str | os.PathLike[str], what: str) -> Iterator[Path
         if fcntl is None:
             break
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)

@@ -356,6 +356,7 @@ def generate_set(
     progress: bool = True,
     overwrite: bool = False,
     address: str = "",
+    wait: bool = False,
 ) -> GenerateReport:
     """Write all shards of ``spec`` and its lock; complete shards from an interrupted run are kept.
 
@@ -369,6 +370,7 @@ def generate_set(
         progress: show a progress bar.
         overwrite: regenerate shards made from another version of the manifest or corpus (else an error).
         address: the dask scheduler or ray cluster to run on (see `engine`); empty: a local one.
+        wait: if another ``generate`` holds ``out_dir``, wait for it and keep what it wrote (else an error).
 
     Raises:
         StaleShardError: ``out_dir`` holds shards of another version of the set and ``overwrite`` is False.
@@ -391,7 +393,7 @@ def generate_set(
             f"set {spec.name} wants {spec.size}px images, corpus {corpus.name} has "
             f"{corpus.manifest['config']['crop']}px crops"
         )
-    with exclusive_folder(out_dir, "generate"):
+    with exclusive_folder(out_dir, "generate", wait=wait):
         return _generate_locked(spec, out_dir, corpus, workers, backend, progress, overwrite, address)
 
 

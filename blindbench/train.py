@@ -603,7 +603,8 @@ def prepare_val_set(cfg: TrainConfig, runtime: Runtime) -> None:
         except BlindbenchError:
             print(f"validation set {spec.name}: generating its shards first (as `blindbench generate --set "
                   f"{cfg.val_set}` does)", file=sys.stderr)  # an earlier step of the chain: say so
-            generate_set(spec, progress=cfg.progress)
+            # another run may be generating the same set right now: wait for it, keep its shards
+            generate_set(spec, progress=cfg.progress, wait=True)
     if runtime.world > 1:
         torch.distributed.barrier()
 

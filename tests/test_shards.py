@@ -144,6 +144,33 @@ def test_a_second_generate_into_the_same_folder_is_refused(demo_dir: Path, demo_
     assert not list(folder.glob("*.tar"))
 
 
+def test_a_waiting_generate_keeps_what_the_holder_wrote(demo_dir: Path, demo_spec, tmp_path: Path) -> None:
+    # two trainings that both find their validation set missing: the second waits instead of dying
+    import threading
+
+    from blindbench.locking import exclusive_folder
+
+    folder = tmp_path / "shared"
+    holding, release = threading.Event(), threading.Event()
+
+    def other_generate() -> None:
+        with exclusive_folder(folder, "generate"):
+            holding.set()
+            release.wait(10)
+            for path in demo_dir.iterdir():
+                if path.is_file() and not path.name.startswith("."):
+                    shutil.copy(path, folder / path.name)
+
+    other = threading.Thread(target=other_generate)
+    other.start()
+    holding.wait(10)
+    threading.Timer(0.3, release.set).start()
+    report = generate_set(demo_spec, folder, workers=1, progress=False, wait=True)
+    other.join()
+    assert (report.written, report.kept) == (0, demo_spec.shard_count)
+    assert _hashes(folder, demo_spec) == _hashes(demo_dir, demo_spec)
+
+
 def test_folder_lock_is_removed_and_reusable(tmp_path: Path) -> None:
     from blindbench.locking import LOCK_NAME, exclusive_folder
 
