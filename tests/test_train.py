@@ -225,6 +225,20 @@ def test_bad_validation_set_and_foreign_checkpoints_are_one_line_errors(demo_dir
     assert "weights_only" not in str(info.value)
 
 
+def test_crop_defaults_per_preset_where_the_images_are_larger(tmp_path: Path) -> None:
+    from blindbench.models import PRESET_TRAINING
+
+    assert TrainConfig().crop_size == 0  # paper: whole 256² images
+    assert TrainConfig(preset="tiny").crop_size == PRESET_TRAINING["tiny"].crop == 128  # photos-train is 256²
+    assert TrainConfig(preset="tiny", image_size=64).crop_size == 0  # not larger than the crop: whole images
+    assert TrainConfig(preset="tiny", crop_size=0).crop_size == 0  # an explicit value wins
+    assert TrainConfig(preset="tiny", crop_size=64).crop_size == 64
+    save_config(TrainConfig(preset="tiny"), tmp_path / "c.toml")
+    assert "crop_size = 128" in (tmp_path / "c.toml").read_text()  # the resolved value is recorded
+    with pytest.raises(ConfigError, match="crop_size must be >= 0"):
+        TrainConfig(crop_size=-2)
+
+
 def test_learning_rates_default_per_preset_and_must_be_finite(tmp_path: Path) -> None:
     from blindbench.models import PRESET_TRAINING
 

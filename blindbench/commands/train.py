@@ -48,7 +48,8 @@ class TrainConfig:
     perceptual: bool = _option(True, "semantic and ID-MRF terms (need VGG19 weights); False turns them off")
     vgg19: str = _option("", "torchvision vgg19 .pth file (default: $BLINDBENCH_VGG19)")
     image_size: int = _option(0, "resize batches to this side (0: the set's size); area for images")
-    crop_size: int = _option(0, "random square crop of this side after any resize (0: none); keeps stroke scale")
+    crop_size: int = _option(-1, "random square crop of this side after any resize, keeping the strokes' scale (0: "
+                             "none; -1: the preset's, paper none, tiny 128 where the images are larger)")
     device: str = _option("auto", "auto, cpu or cuda", choices=DEVICES)
     amp: bool = _option(True, "mixed precision on CUDA (bf16, fp16 + GradScaler where bf16 is missing)")
     channels_last: bool = _option(False, "channels-last memory format")
@@ -74,6 +75,8 @@ class TrainConfig:
                                  "limit); a resume continues the plan")
 
     def __post_init__(self) -> None:
+        if self.crop_size == -1 and not isinstance(self.crop_size, bool):  # resolved first: the checks see a side
+            object.__setattr__(self, "crop_size", _preset_crop(self))
         _validate(self)
         from blindbench.models import PRESET_TRAINING
 
@@ -93,6 +96,25 @@ class TrainConfig:
     @property
     def total_steps(self) -> int:
         return sum(n for _, n in self.plan())
+
+
+def _preset_crop(cfg: TrainConfig) -> int:
+    """The preset's crop side where the training images are larger than it, else 0 (whole images)."""
+    from blindbench.errors import BlindbenchError
+    from blindbench.models import PRESET_TRAINING
+
+    preset = PRESET_TRAINING.get(cfg.preset) if isinstance(cfg.preset, str) else None
+    if preset is None or not preset.crop or not isinstance(cfg.image_size, int) or not isinstance(cfg.set, str):
+        return 0  # bad options are reported by the checks
+    side = cfg.image_size
+    if not side:
+        from blindbench.sets import load_set
+
+        try:
+            side = load_set(cfg.set).size
+        except BlindbenchError:
+            return 0  # a bad set name is reported, once, where the trainer opens it
+    return preset.crop if preset.crop < side else 0
 
 
 # Upper bounds far beyond any real run, so that a typo is a one-line error rather than an out-of-memory crash.
