@@ -16,16 +16,14 @@ import csv
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import launch_env, run_or_fail
 
-REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 120
 
 TINY = [
@@ -46,24 +44,11 @@ def digest(state: dict[str, torch.Tensor]) -> str:
 
 def torchrun(args: list[str], data_root: Path, probe: Path | None = None, nan: str = "") -> str:
     """Run ``torchrun --standalone --nproc_per_node 2 <args>``; returns the output, fails on exit != 0 or hang."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                             "MASTER_PORT")}
-    env.update(BLINDBENCH_DATA=str(data_root), OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    if probe is not None:
-        env["BLINDBENCH_DDP_PROBE"] = str(probe)
+    extra = {"BLINDBENCH_DDP_PROBE": str(probe)} if probe is not None else {}
     if nan:
-        env["BLINDBENCH_DDP_NAN"] = nan
+        extra["BLINDBENCH_DDP_NAN"] = nan
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # own process group: a hang is killed with every rank
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"torchrun did not finish within {TIMEOUT_S} s (ranks out of step?):\n{output[-4000:]}")
-    assert proc.returncode == 0, output[-4000:]
-    return output
+    return run_or_fail(cmd, launch_env(data_root, **extra), TIMEOUT_S)
 
 
 def probed(args: list[str], data_root: Path, probe: Path, nan: str = "") -> list[dict]:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import launch_env, run_or_fail
 
-REPO = Path(__file__).resolve().parent.parent
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 TIMEOUT_S = 180
 # --no-verify: the shards are the session's photos-demo; checking them against the lock is test_eval's business
@@ -30,36 +28,18 @@ EVAL = ["eval", "--model", "outside_model:build_tuple", "--set", "photos-demo", 
 
 
 def _env(data_root: Path, probe: Path | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                             "MASTER_PORT")}  # fmt: skip
-    env.update(BLINDBENCH_DATA=str(data_root), OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}{os.pathsep}{PLUGINS}")
-    if probe is not None:
-        env["BLINDBENCH_DDP_PROBE"] = str(probe)
-    return env
-
-
-def _run(cmd: list[str], env: dict[str, str]) -> str:
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # own process group: a hang is killed with every rank
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"{cmd[2:5]} did not finish within {TIMEOUT_S} s (ranks out of step?):\n{output[-4000:]}")
-    assert proc.returncode == 0, output[-4000:]
-    return output
+    return launch_env(data_root, PLUGINS, **({"BLINDBENCH_DDP_PROBE": str(probe)} if probe is not None else {}))
 
 
 def torchrun(args: list[str], data_root: Path, probe: Path) -> list[list[str]]:
     """Run this file's probe on 2 ranks; returns what each rank scored or restored, in order."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, *args]
-    _run(cmd, _env(data_root, probe))
+    run_or_fail(cmd, _env(data_root, probe), TIMEOUT_S)
     return [json.loads((probe / f"rank{r}.json").read_text()) for r in range(2)]
 
 
 def one_process(args: list[str], data_root: Path) -> None:
-    _run([sys.executable, "-m", "blindbench.cli", *args], _env(data_root, None))
+    run_or_fail([sys.executable, "-m", "blindbench.cli", *args], _env(data_root, None), TIMEOUT_S)
 
 
 def _rows(folder: Path) -> list[tuple[str, ...]]:
