@@ -11,7 +11,6 @@ Files read, per eval run folder (the folder holding its ``samples.csv``; layout 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 
 from blindbench.commands.compare import CompareConfig
-from blindbench.errors import BlindbenchError
+from blindbench.errors import BlindbenchError, did_you_mean
 from blindbench.imageio import atomic_write_bytes, encode_png, read_image
 from blindbench.options import comma_list
 from blindbench.results import EvalFolder, load_runs
@@ -127,8 +126,7 @@ def compose_comparison(
 
 
 def _unknown(kind: str, name: str, known: Sequence[str], where: str) -> BlindbenchError:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known) or 'none'}"
+    hint = did_you_mean(name, known, list_all=False) or f"; known: {', '.join(known) or 'none'}"
     return BlindbenchError(f"unknown {kind} {name!r} in {where}{hint}")
 
 
@@ -212,9 +210,8 @@ def run_compare(cfg: CompareConfig) -> Path:
             for method in methods:
                 if key not in folders[method]:
                     have = sorted(folders[method])
-                    close = difflib.get_close_matches(key, have, n=1)
-                    hint = f"did you mean {close[0]!r}?" if close else f"it has {len(have)}, e.g. {have[0]!r}"
-                    raise BlindbenchError(f"unknown key {key!r} for method {method} in set {set_name}; {hint}")
+                    hint = did_you_mean(key, have, list_all=False) or f"; it has {len(have)}, e.g. {have[0]!r}"
+                    raise BlindbenchError(f"unknown key {key!r} for method {method} in set {set_name}{hint}")
     else:
         keys = [k for k in sorted(set.intersection(*(set(folders[m]) for m in methods))) if has_images(k)]
         keys = keys[: cfg.count]

@@ -69,10 +69,6 @@ def _check_option(key: str, value: Any) -> None:
             raise ConfigError(f"mask option {key} = {value!r} is outside [-{OPTION_LIMIT}, {OPTION_LIMIT}]")
 
 
-def _unknown(kind: str, value: Any, known: Any) -> ConfigError:
-    return unknown(kind, value, known)
-
-
 @dataclass(frozen=True)
 class Recipe:
     """One way of corrupting an image.
@@ -99,7 +95,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.pattern not in PATTERN_DEFAULT_MASK:
-            raise _unknown("corruption pattern", self.pattern, PATTERN_DEFAULT_MASK)
+            raise unknown("corruption pattern", self.pattern, PATTERN_DEFAULT_MASK)
         default_mask = PATTERN_DEFAULT_MASK[self.pattern]
         if not self.mask:
             object.__setattr__(self, "mask", default_mask)
@@ -135,9 +131,9 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
         allowed = {"pattern", "mask", "mask_options", "soft_probability", "weight", "name"}
-        unknown = set(data) - allowed
-        if unknown:
-            raise _unknown("recipe key", sorted(unknown)[0], allowed)
+        extra = set(data) - allowed
+        if extra:
+            raise unknown("recipe key", sorted(extra)[0], allowed)
         if "pattern" not in data:
             raise ConfigError("recipe without a 'pattern'")
         return cls(**data)
@@ -232,7 +228,7 @@ def render_fill(params: Mapping[str, Any], fill_image: np.ndarray | None, height
         t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
         start, end = (np.asarray(c, np.float32) for c in fill["rgb"])
         return np.rint(start + t[..., None] * (end - start)).clip(0, 255).astype(np.uint8)
-    raise _unknown("corruption pattern", pattern, PATTERN_DEFAULT_MASK)
+    raise unknown("corruption pattern", pattern, PATTERN_DEFAULT_MASK)
 
 
 def apply(clean: np.ndarray, fill_image: np.ndarray | None, params: Mapping[str, Any]) -> Corruption:

@@ -19,7 +19,6 @@ Torch-free, and pandas is imported only inside the reader, so the CLI can descri
 from __future__ import annotations
 
 import csv
-import difflib
 import math
 import tomllib
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from blindbench.errors import BlindbenchError
+from blindbench.errors import BlindbenchError, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,10 +132,12 @@ def get_metric(name: str) -> Metric:
     for row in metrics():
         if row.name == name:
             return row
-    names = metric_names()
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(names)}"
-    raise BlindbenchError(f"unknown metric {name!r}{hint}")
+    raise _unknown_metric(name, metric_names())
+
+
+def _unknown_metric(name: str, known: Sequence[str]) -> BlindbenchError:
+    hint = did_you_mean(name, known, list_all=False) or f"; known: {', '.join(known)}"  # in the registry's order
+    return BlindbenchError(f"unknown metric {name!r}{hint}")
 
 
 def check_metrics(names: Sequence[str]) -> tuple[str, ...]:
@@ -144,9 +145,7 @@ def check_metrics(names: Sequence[str]) -> tuple[str, ...]:
     known = metric_names("sample")
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
-            raise BlindbenchError(f"unknown metric {name!r}{hint}")
+            raise _unknown_metric(name, known)
     if not names:
         raise BlindbenchError("no metrics to tabulate")
     return tuple(names)

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from blindbench.corpus import ROLES, SPLITS, CorpusConfig
-from blindbench.corruption import Recipe, _unknown
-from blindbench.errors import ConfigError
+from blindbench.corruption import Recipe
+from blindbench.errors import ConfigError, unknown
 from blindbench.pairs import PAIR_PATTERN
 from blindbench.paths import manifests_dir
 
@@ -154,7 +154,7 @@ def _expand(value: str) -> str:
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
     for key in table:
         if key not in allowed:
-            raise _unknown(f"key in {where}", key, allowed)
+            raise unknown(f"key in {where}", key, allowed)
 
 
 # Documented ranges of a manifest's numbers: far beyond any benchmark, and small enough that a typo fails at load
@@ -203,7 +203,7 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
         _check_keys(table, {"split", "roles"}, f"[{role}]")
         split = table.get("split", "test")
         if split not in SPLITS:
-            raise _unknown(f"{role} split", split, SPLITS)
+            raise unknown(f"{role} split", split, SPLITS)
         splits[role] = split
         pool = table.get("roles", [role])
         if (not isinstance(pool, list) or not pool or len(set(map(str, pool))) != len(pool)
@@ -213,7 +213,7 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
         roles[role] = tuple(pool)
     kind = data.get("kind", "synthetic")
     if kind not in KINDS:
-        raise _unknown("set kind", kind, KINDS)
+        raise unknown("set kind", kind, KINDS)
     recipes = data.get("recipes")
     if kind == "pairs":
         if recipes or "fill" in data:
@@ -225,10 +225,10 @@ def parse_set(data: Mapping[str, Any], sha256: str = "", path: str = "", expand_
         raise ConfigError(f"set {name}: at least one [[recipes]] entry is needed")
     clean_order = data.get("clean_order", "permutation")
     if clean_order not in ("permutation", "random"):
-        raise _unknown("clean_order", clean_order, ("permutation", "random"))
+        raise unknown("clean_order", clean_order, ("permutation", "random"))
     recipe_order = data.get("recipe_order", "weighted")
     if recipe_order not in ("cycle", "weighted"):
-        raise _unknown("recipe_order", recipe_order, ("cycle", "weighted"))
+        raise unknown("recipe_order", recipe_order, ("cycle", "weighted"))
     return SetSpec(
         name=name,
         seed=_int(data, "seed", None, 0),
@@ -257,7 +257,7 @@ def load_set(name_or_path: str, expand_folders: bool = True) -> SetSpec:
         path = manifests_dir() / f"{name_or_path}.toml"
         if not path.is_file():
             known = available_sets()
-            raise _unknown("set", name_or_path, known) if known else ConfigError(f"no set manifest {path}")
+            raise unknown("set", name_or_path, known) if known else ConfigError(f"no set manifest {path}")
     if not path.is_file():
         raise ConfigError(f"set manifest not found: {path}")
     raw = path.read_bytes()

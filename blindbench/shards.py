@@ -38,8 +38,7 @@ from tqdm.auto import tqdm
 
 from blindbench import __version__
 from blindbench.corpus import Corpus, build_corpus, build_embedded_corpus, folder_sources, is_built
-from blindbench.corruption import _unknown
-from blindbench.errors import BlindbenchError, ShardError
+from blindbench.errors import BlindbenchError, ShardError, unknown
 from blindbench.imageio import atomic_write_bytes, encode_png, sha256_file
 from blindbench.locking import exclusive_folder
 from blindbench.pairs import is_pair_corpus
@@ -233,7 +232,7 @@ def library_versions() -> dict[str, str]:
 def check_backend(backend: str, address: str = "") -> None:
     """One-line errors for an unknown backend, or a cluster address given to a backend that takes none."""
     if backend not in BACKENDS:
-        raise _unknown("backend", backend, BACKENDS)
+        raise unknown("backend", backend, BACKENDS)
     if address and backend not in ("dask", "ray"):
         raise BlindbenchError(f"a cluster address is for --backend dask (--scheduler) or ray (--address), "
                               f"not {backend}")

@@ -51,6 +51,9 @@ def test_the_table_is_consistent_and_score_batch_computes_its_rows() -> None:
     assert "fid" not in results.sample_columns(["lpips", "fid"])  # per set: set_metrics.toml, not a column
     assert results.get_metric("bce").heading == "BCE ↓" and results.get_metric("ssim").heading == "SSIM ↑"
     _one_line(lambda: results.get_metric("ssmi"), "unknown metric 'ssmi'; did you mean 'ssim'")
+    no_match = _one_line(lambda: results.get_metric("zzz"), "unknown metric 'zzz'; known: ")
+    assert no_match.endswith(", ".join(names))  # in the table's order
+    _one_line(lambda: results.check_metrics(["psnr", "sim"]), "unknown metric 'sim'; did you mean 'ssim'")
     # every non-learned per-sample column is what score_batch computes, no more and no less
     torch.manual_seed(0)
     restored, target, image = (torch.rand(2, 3, 16, 16) * 2 - 1 for _ in range(3))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
 import hashlib
 import html
 import io
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blindbench.errors import BlindbenchError
+from blindbench.errors import BlindbenchError, did_you_mean
 from blindbench.imageio import atomic_write_bytes, sha256_file
 from blindbench.options import comma_list
 from blindbench.study.config import StudyMakeConfig
@@ -145,8 +144,7 @@ def index_runs(runs: Path) -> tuple[dict[tuple[str, str, str], _Sample], dict[tu
 
 def _check_label(label: str, known: set[str], what: str, runs: Path) -> None:
     if label not in known:
-        close = difflib.get_close_matches(label, sorted(known), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; saved: {', '.join(sorted(known)) or 'none'}"
+        hint = did_you_mean(label, known, list_all=False) or f"; saved: {', '.join(sorted(known)) or 'none'}"
         raise BlindbenchError(f"no saved images for {what} {label!r} under {runs}{hint}")
 
 
