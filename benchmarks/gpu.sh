@@ -12,25 +12,15 @@
 #   bash benchmarks/gpu.sh --dry-run
 # Targets (issue 16): VCN under 5 ms at batch 1, over 2,000 img/s at batch 64, bf16 training >= 2x fp32.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-DRY=0
-[[ "${1:-}" == "--dry-run" ]] && DRY=1
-PY=${PYTHON:-python3}
-[[ -x .venv/bin/python && $DRY == 1 ]] && PY=.venv/bin/python
-OUT=${OUT:-$PWD/data/gpu-out}
-export OUT BLINDBENCH_DATA=${BLINDBENCH_DATA:-$PWD/data/gpu} PYTHONPATH=$PWD
-mkdir -p "$OUT" "$BLINDBENCH_DATA"
+source "$(dirname "$0")/gpu_prologue.sh" "$@"  # cd to the repo root; DRY, PY, OUT, BLINDBENCH_DATA
 start=$(date +%s)
 if [[ $DRY == 1 ]]; then
   BENCH=(--dry-run); EVAL=(--preset tiny --device cpu --limit 8 --batch 4)
 else
   BENCH=(); EVAL=(--preset paper --device cuda --limit 48 --batch 16)
 fi
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no GPU (dry run)"
-  $PY -c "import torch; print('torch', torch.__version__)"; } > "$OUT/machine.txt"
+write_machine_txt
 $PY benchmarks/gpu_bench.py "${BENCH[@]}" 2>&1 | tee "$OUT/log.txt"
-# eval reads photos-demo's shards: unpack what gpu_pack.py packed (and the wheels eval's loader needs)
-$PY -c "import webdataset" 2>/dev/null || $PY -m pip install -q --no-index --find-links .whl webdataset braceexpand
-$PY benchmarks/gpu_unpack.py
+unpack_gpu_pack  # eval reads photos-demo's shards
 $PY benchmarks/eval.py "${EVAL[@]}" 2>&1 | tee "$OUT/eval.md"
 echo "gpu.sh done in $(( $(date +%s) - start )) s; tables in $OUT" | tee -a "$OUT/log.txt"

@@ -7,14 +7,7 @@
 # Run there:            run(command="bash benchmarks/gpu_train.sh", carry=[".gl", ".whl"], timeout_s=600)
 # Check here on CPU:    bash benchmarks/gpu_train.sh --dry-run  (tiny preset, seconds per stage, 8 eval images)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-DRY=0
-[[ "${1:-}" == "--dry-run" ]] && DRY=1
-PY=${PYTHON:-python3}
-[[ -x .venv/bin/python && $DRY == 1 ]] && PY=.venv/bin/python
-OUT=${OUT:-$PWD/data/gpu-out}
-export BLINDBENCH_DATA=${BLINDBENCH_DATA:-$PWD/data/gpu} PYTHONPATH=$PWD
-mkdir -p "$OUT" "$BLINDBENCH_DATA"
+source "$(dirname "$0")/gpu_prologue.sh" "$@"  # cd to the repo root; DRY, PY, OUT, BLINDBENCH_DATA
 if [[ $DRY == 1 ]]; then
   MODEL=(--preset tiny --device cpu --crop-size 64 --batch-separate 4 --batch-joint 4 --workers 1 --critic-steps 1)
   SEP=0.15; JOINT=0.1; LIMIT=(--limit 8)
@@ -26,10 +19,8 @@ fi
 COMMON=(--model vcn --set benchmarks/gpu/photos-train-gpu.toml --source stream --no-perceptual --val-set ""
         --log-every 25 --sample-every 0 --checkpoint-every 1000 --no-tensorboard --no-progress "${MODEL[@]}")
 start=$(date +%s)
-$PY -c "import webdataset" 2>/dev/null || $PY -m pip install -q --no-index --find-links .whl webdataset braceexpand
-$PY benchmarks/gpu_unpack.py
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no GPU (dry run)"
-  $PY -c "import torch; print('torch', torch.__version__)"; } > "$OUT/machine.txt"
+unpack_gpu_pack
+write_machine_txt
 rm -rf "$BLINDBENCH_DATA/runs/gpu-separate" "$BLINDBENCH_DATA/runs/gpu-joint" "$BLINDBENCH_DATA/evals/gpu"
 $PY -m blindbench train "${COMMON[@]}" --stage separate --steps-separate 1000000 --max-minutes "$SEP" \
   --out "$BLINDBENCH_DATA/runs/gpu-separate"
