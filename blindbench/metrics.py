@@ -540,6 +540,15 @@ def _confusion(prob: torch.Tensor, target: torch.Tensor, threshold: float) -> tu
     return tp, fp, fn
 
 
+def _overlap(prob: torch.Tensor, target: torch.Tensor, threshold: float, weight: float) -> torch.Tensor:
+    """``w TP / (w TP + FP + FN)`` per image, 1.0 when both masks are empty, in prob's dtype: IoU for w = 1, F1
+    for w = 2."""
+    tp, fp, fn = _confusion(prob, target, threshold)
+    denom = weight * tp + fp + fn
+    score = torch.where(denom > 0, weight * tp / denom.clamp_min(1.0), torch.ones_like(denom))
+    return score.to(prob.dtype)
+
+
 @torch.no_grad()
 def mask_iou(prob: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Intersection over union per image of ``prob > threshold`` and the hard target.
@@ -554,30 +563,19 @@ def mask_iou(prob: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -
     Returns:
         (B,) IoU in [0, 1], in prob's dtype and on its device.
     """
-    tp, fp, fn = _confusion(prob, target, threshold)
-    union = tp + fp + fn
-    iou = torch.where(union > 0, tp / union.clamp_min(1.0), torch.ones_like(union))
-    return iou.to(prob.dtype)
+    return _overlap(prob, target, threshold, 1.0)
 
 
 @torch.no_grad()
 def mask_f1(prob: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """F1 score (Dice) per image of ``prob > threshold`` against the hard target.
 
-    ``2 TP / (2 TP + FP + FN)``; 1.0 when both masks are empty.
-
-    Args:
-        prob: (B, 1, H, W) probabilities in [0, 1].
-        target: (B, 1, H, W) hard mask, values in {0, 1}.
-        threshold: A pixel is predicted damaged when its probability is strictly above this.
+    ``2 TP / (2 TP + FP + FN)``; 1.0 when both masks are empty. Arguments as :func:`mask_iou`.
 
     Returns:
         (B,) F1 in [0, 1], in prob's dtype and on its device.
     """
-    tp, fp, fn = _confusion(prob, target, threshold)
-    denom = 2.0 * tp + fp + fn
-    f1 = torch.where(denom > 0, 2.0 * tp / denom.clamp_min(1.0), torch.ones_like(denom))
-    return f1.to(prob.dtype)
+    return _overlap(prob, target, threshold, 2.0)
 
 
 @torch.no_grad()

@@ -18,11 +18,7 @@ class PCB(nn.Module):
     ``use_pcn=False`` the PCN is skipped and the block is a plain residual block (the ED ablation).
 
     Args:
-        in_channels: input channels.
-        out_channels: output channels.
-        kernel_size: kernel of both k×k convolutions.
-        stride: stride of the first convolution and of the shortcut.
-        dilation: dilation of both k×k convolutions.
+        in_channels, out_channels, kernel_size, stride, dilation: as in :class:`vcn.blocks.ResBlock`.
         shortcut: build the 1×1 projection shortcut (always a projection, as in the official release).
         use_pcn: apply PCN after the second convolution.
         se_reduction: reduction ratio of the β squeeze-and-excitation.
