@@ -33,6 +33,41 @@ def option(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirror
     return field(default=default, metadata={"help": help, **extra})
 
 
+# The options several commands share: one default (and choices) per option, the help text the commands' own where
+# it says more about what the option does there.
+
+
+def set_option(help: str = "set name or manifest path") -> Any:  # noqa: A002
+    """``--set``: a benchmark set (``photos-demo`` unless given), as ``blindbench.sets.load_set`` takes it."""
+    return option("photos-demo", help)
+
+
+def device_option(help: str = "auto, cpu or cuda") -> Any:  # noqa: A002
+    """``--device``: ``auto`` unless given, resolved by :func:`select_device`."""
+    return option("auto", help, choices=DEVICES)
+
+
+def preset_option() -> Any:
+    """``--preset``: the model preset, ``paper`` (the paper's sizes) or ``tiny`` (CPU tests)."""
+    return option("paper", "paper or tiny", choices=("paper", "tiny"))
+
+
+def workers_option(help: str = "parallel workers (-1: all cores)") -> Any:  # noqa: A002
+    """``--workers`` of the joblib stages; the config checks it with :func:`check_workers` (not train's DataLoader
+    workers, where 0 loads in the main process)."""
+    return option(-1, help)
+
+
+def progress_option(help: str = "show a progress bar") -> Any:  # noqa: A002
+    """``--progress``/``--no-progress``: on unless turned off."""
+    return option(True, help)
+
+
+def eager_option() -> Any:
+    """``--eager``: the CPU switch that keeps a model's forward uncompiled, beside a command's ``compile_min``."""
+    return option(False, "CPU: never compile the model (see --compile-min)")
+
+
 def check_workers(workers: int) -> None:
     """``--workers``: -1 (all cores) or 1 to 1024; else a one-line error."""
     if workers == 0 or workers < -1 or workers > 1024:

@@ -172,6 +172,7 @@ def test_resolved_configs_load_back_as_config_files(tmp_path: Path) -> None:
         (["models"], 'preset = "huge"\n', r"models option preset in \S+: 'huge' is not one of paper, tiny"),
         (["study", "score"], "study = [\n", r"bad study score config \S+cmd.toml: "),
         (["corpus", "build"], "workers = 0\n", r"--workers must be -1 \(all cores\) or in \[1, 1024\], got 0"),
+        (["corpus", "pairs"], "workers = 0\n", r"--workers must be -1 \(all cores\) or in \[1, 1024\], got 0"),
     ],
 )
 def test_bad_config_files_are_one_line_errors(argv, text, pattern, tmp_path: Path, capsys) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blindbench.errors import BlindbenchError
-from blindbench.options import check_workers, option
+from blindbench.options import check_workers, option, progress_option, workers_option
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class CorpusBuildConfig:
     crop: int = option(256, "crop side in pixels")
     test_every: int = option(5, "every N-th source (sorted) is a test source; 1 = all test")
     val_every: int = option(8, "of the other sources, every N-th is a validation source; 0 = no validation split")
-    workers: int = option(-1, "parallel workers (-1: all cores)")
+    workers: int = workers_option()
     update_manifest: bool = option(False, "rewrite manifests/photos.corpus.json instead of checking against it")
 
     def __post_init__(self) -> None:
@@ -46,8 +46,11 @@ class CorpusPairsConfig:
     opening: int = option(3, "mask: side of the square opening that removes specks (1: none)")
     test_every: int = option(5, "every n-th pair (by name) is a test pair")
     val_every: int = option(0, "of the rest, every n-th is a validation pair (0: none)")
-    workers: int = option(-1, "parallel workers (-1: all cores)")
-    progress: bool = option(True, "show a progress bar")
+    workers: int = workers_option()
+    progress: bool = progress_option()
+
+    def __post_init__(self) -> None:
+        check_workers(self.workers)
 
 
 def run_corpus_build(cfg: CorpusBuildConfig) -> None:

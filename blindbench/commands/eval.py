@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from blindbench.options import device_option, eager_option, progress_option, set_option
 from blindbench.options import option as _option
 
 REFERENCE_METHODS = ("input", "oracle-telea")
@@ -23,20 +24,20 @@ class EvalConfig:
     allow_missing: bool = _option(False, "with --predictions: score the keys that have a file, report the rest")
     mask_source: str = _option("predicted", "predicted (blind) or true: feed the set's true mask to the inpainting "
                                "net (non-blind; no mask columns)", choices=("predicted", "true"))
-    set: str = _option("photos-demo", "set name or manifest path")
+    set: str = set_option()
     shards: str = _option("", "folder holding the set's shards (default <data>/sets/<name>)")
     out: str = _option("", "eval folder (default <data>/evals/<label>-<set>)")
     label: str = _option("", "method label in the CSV and tables (default: the model name)")
     batch: int = _option(8, "images per forward pass")
-    device: str = _option("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    device: str = device_option()
     save_images: bool = _option(False, "save restored images, predicted masks, inputs and targets as PNG")
     limit: int = _option(0, "score only the first N samples (0: all)")
     amp: bool = _option(False, "bf16 autocast on CUDA: faster, but scores shift (~0.005 dB PSNR) against fp32")
     verify: bool = _option(True, "check the shards against the set's lock before scoring (sha256 of every shard)")
     iqa: str = _option("", "extra pyiqa metrics, comma-separated: lpips (per sample), fid (per set; needs images)")
     iqa_weights: str = _option("", "folder of pyiqa/torchvision weights for --iqa (nothing is downloaded)")
-    progress: bool = _option(True, "show a progress bar")
-    eager: bool = _option(False, "CPU: never compile the model (see --compile-min)")
+    progress: bool = progress_option()
+    eager: bool = eager_option()
     compile_min: int = _option(500, "CPU: run a torch.compile'd forward (1.4-2.6x faster at batch 1, scores equal "
                                "to 1e-5 dB; benchmarks/RESULTS.md) when at least this many samples are to be scored: "
                                "its one-time cost (20 s to minutes) pays only on large sets; 0: always")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blindbench.errors import ConfigError
-from blindbench.options import DEVICES
+from blindbench.options import device_option, eager_option, progress_option
 from blindbench.options import option as _option
 
 
@@ -44,13 +44,13 @@ class InpaintConfig:
         "<name>_mask*.png (LaMa) or <name>.png (255 = damaged)",
     )
     beta: float = _option(-1.0, "fix PCN's beta in [0, 1] (larger leans more on context); negative: the model's own")
-    device: str = _option("auto", "auto (cuda when available), cpu or cuda", choices=DEVICES)
+    device: str = device_option("auto (cuda when available), cpu or cuda")
     tile: int = _option(512, "tile side for large images (rounded up to the model's size multiple); 0: whole image")
     overlap: int = _option(64, "minimum overlap of neighbouring tiles in pixels, blended with a raised cosine")
     composite: bool = _option(True, "keep the input where the mask calls it clean (Ô ⊙ M̂ + I ⊙ (1 − M̂)); "
                               "--no-composite writes the raw network output")
-    progress: bool = _option(True, "show a tqdm progress bar over the images")
-    eager: bool = _option(False, "CPU: never compile the model (see --compile-min)")
+    progress: bool = progress_option("show a tqdm progress bar over the images")
+    eager: bool = eager_option()
     compile_min: int = _option(500, "CPU: run a torch.compile'd forward when at least this many images are given "
                                "(its one-time cost, 20 s to minutes per image size, pays only on many images of one "
                                "size); 0: always")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from blindbench.errors import BlindbenchError
-from blindbench.options import option
+from blindbench.options import option, preset_option
 
 
 @dataclass(frozen=True)
 class ModelsConfig:
     """List the registered models: parameters, the paper's count, GMACs per image."""
 
-    preset: str = option("paper", "paper or tiny", choices=("paper", "tiny"))
+    preset: str = preset_option()
     size: int = option(256, "image side for the GMAC count (a multiple of 128, every model's size multiple)")
 
     def __post_init__(self) -> None:

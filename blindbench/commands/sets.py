@@ -5,18 +5,25 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from blindbench.errors import BlindbenchError
-from blindbench.options import check_workers, option
+from blindbench.options import check_workers, option, set_option, workers_option
+
+
+def _shards_folder() -> Any:
+    """``--out`` of verify and sheet: the folder their set's shards are read from."""
+    return option("", "folder holding the shards (default <data>/sets/<name>)")
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
     """Write a benchmark set's WebDataset shards and lock; an interrupted run resumes."""
 
-    set: str = option("photos-demo", "set name (manifests/<name>.toml) or a path to a .toml manifest")
+    set: str = set_option("set name (manifests/<name>.toml) or a path to a .toml manifest")
     out: str = option("", "output folder (default <data>/sets/<name>)")
-    workers: int = option(-1, "parallel workers (-1: all cores, or all of a cluster's); the bytes do not depend on it")
+    workers: int = workers_option("parallel workers (-1: all cores, or all of a cluster's); the bytes do not depend "
+                                  "on it")
     backend: str = option("loky", "joblib backend: loky, threading, multiprocessing, dask (pip install "
                           "'blindbench[dask]') or ray ('blindbench[ray]'); the bytes do not depend on it")
     scheduler: str = option("", "--backend dask: the dask.distributed scheduler, e.g. tcp://host:8786 (default: "
@@ -40,8 +47,8 @@ class GenerateConfig:
 class VerifyConfig:
     """Check a set's shards against its lock (the committed one when there is one)."""
 
-    set: str = option("photos-demo", "set name or manifest path")
-    out: str = option("", "folder holding the shards (default <data>/sets/<name>)")
+    set: str = set_option()
+    out: str = _shards_folder()
     lock: str = option(
         "", "lock file to check against (default: committed manifests/<name>.lock.json, else the one beside the shards)"
     )
@@ -51,8 +58,8 @@ class VerifyConfig:
 class SheetConfig:
     """Save a contact sheet PNG of a set: one sample per pattern (input, M, M̃, N, target)."""
 
-    set: str = option("photos-demo", "set name or manifest path")
-    out: str = option("", "folder holding the shards (default <data>/sets/<name>)")
+    set: str = set_option()
+    out: str = _shards_folder()
     png: str = option("", "output PNG (default <shards folder>/<name>-contact-sheet.png)")
     per_pattern: int = option(1, "samples shown per pattern")
 

@@ -4,9 +4,11 @@ runs (imported inside, from :mod:`blindbench.study`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from blindbench.errors import ConfigError
 from blindbench.options import option as _option
+from blindbench.options import progress_option
 
 PORT_MAX = 65535
 
@@ -16,6 +18,11 @@ def check_port(port: int) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= PORT_MAX:
         raise ConfigError(f"--port must be an integer from 0 to {PORT_MAX} (0: any free port), got {port!r}")
     return port
+
+
+def _study_folder() -> Any:
+    """The positional ``STUDY`` of serve and score: a folder written by ``study make``."""
+    return _option("", "study folder (from `blindbench study make`)", positional=True)
 
 
 @dataclass(frozen=True)
@@ -33,14 +40,14 @@ class StudyMakeConfig:
     show_input: bool = _option(True, "show the damaged input above each pair when the eval saved inputs/<key>.png")
     html: bool = _option(False, "also write printable HTML sheets (print/sheet-NN.html)")
     out: str = _option("", "new study folder (default <data>/studies/<method>)")
-    progress: bool = _option(True, "show a progress bar")
+    progress: bool = progress_option()
 
 
 @dataclass(frozen=True)
 class StudyServeConfig:
     """Serve a study as a local web page: one pair at a time, answers stored in <study>/answers.sqlite."""
 
-    study: str = _option("", "study folder (from `blindbench study make`)", positional=True)
+    study: str = _study_folder()
     host: str = _option("127.0.0.1", "address to bind; anything but 127.0.0.1 exposes the page to the network")
     port: int = _option(8765, "TCP port, 0 to 65535 (0: any free port)")
 
@@ -54,7 +61,7 @@ class StudyScoreConfig:
     # would show doubled in the command's own description, which argparse prints unformatted).
     """Score a study: answers + key → Table 2 (share preferring the method, Wilson 95 percent CI, exact binomial p)."""
 
-    study: str = _option("", "study folder (from `blindbench study make`)", positional=True)
+    study: str = _study_folder()
     answers: str = _option("", "CSV from another survey tool (sheet,question,choice); default: the served answers")
     out: str = _option("", "output CSV (default <study>/table2.csv)")
 

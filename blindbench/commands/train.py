@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass
 
 from blindbench.errors import ConfigError
-from blindbench.options import DEVICES
+from blindbench.options import device_option, preset_option, progress_option
 from blindbench.options import option as _option
 
 STAGES = ("separate", "joint", "all")
@@ -21,7 +21,7 @@ class TrainConfig:
     """Train a registered model (paper schedule: stage 1 separate, then joint with WGAN-GP)."""
 
     model: str = _option("vcn", "registered model name")
-    preset: str = _option("paper", "paper or tiny", choices=("paper", "tiny"))
+    preset: str = preset_option()
     set: str = _option("photos-train", "training set name or manifest path")
     source: str = _option("stream", "stream (corrupt on the fly, fresh each epoch) or shards", choices=SOURCES)
     stage: str = _option("all", "separate, joint, or all (separate then joint)", choices=STAGES)
@@ -50,7 +50,7 @@ class TrainConfig:
     image_size: int = _option(0, "resize batches to this side (0: the set's size); area for images")
     crop_size: int = _option(-1, "random square crop of this side after any resize, keeping the strokes' scale (0: "
                              "none; -1: the preset's, paper none, tiny 128 where the images are larger)")
-    device: str = _option("auto", "auto, cpu or cuda", choices=DEVICES)
+    device: str = device_option()
     amp: bool = _option(True, "mixed precision on CUDA (bf16, fp16 + GradScaler where bf16 is missing)")
     channels_last: bool = _option(False, "channels-last memory format")
     compile: bool = _option(False, "torch.compile the model")
@@ -65,7 +65,7 @@ class TrainConfig:
     sample_every: int = _option(1000, "save a sample grid PNG every N steps (0: never)")
     checkpoint_every: int = _option(1000, "save checkpoints/last.pt every N steps (and at stage ends)")
     tensorboard: bool = _option(True, "also write TensorBoard scalars when tensorboard is installed")
-    progress: bool = _option(True, "show a tqdm progress bar")
+    progress: bool = progress_option("show a tqdm progress bar")
     max_bad_steps: int = _option(20, "stop after more than N non-finite losses in a row")
     out: str = _option("", "run folder (default <data>/runs/<model>-<stage>)")
     resume: str = _option("", "checkpoint or run folder to continue from")

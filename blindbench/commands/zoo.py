@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blindbench.options import option as _option
+from blindbench.options import set_option
 
 WEIGHT_FORMATS = ("safetensors", "pt")
 
@@ -16,7 +17,7 @@ class ZooPublishConfig:
 
     run: str = _option("", "training run folder (checkpoints/last.pt, metrics.csv)")
     name: str = _option("photos", "zoo name (zoo/<name>/<model>/)")
-    set: str = _option("photos-demo", "benchmark set scored on the card")
+    set: str = set_option("benchmark set scored on the card")
     unfinished: bool = _option(False, "publish a run that has not reached its planned steps (keeps resume.pt)")
 
 
