@@ -6,6 +6,7 @@ import importlib.util
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,16 @@ def run_or_fail(cmd: list[str], env: dict[str, str], timeout_s: float) -> str:
         pytest.fail(f"{' '.join(cmd[1:6])} did not finish within {timeout_s} s (ranks out of step?):\n{output[-4000:]}")
     assert proc.returncode == 0, output[-4000:]
     return output
+
+
+def gpu_dry_run(script: str, tmp_path: Path) -> Path:
+    """Pack with ``benchmarks/gpu_pack.py``, then ``bash benchmarks/<script> --dry-run`` (up to 900 s) as the device
+    would run it, all under ``tmp_path``; returns the script's ``$OUT`` folder."""
+    out = tmp_path / "out"
+    env = {**os.environ, "BLINDBENCH_GPU_PACK": str(tmp_path / "pack"), "OUT": str(out),
+           "BLINDBENCH_GPU_WHEELS": str(tmp_path / "wheels"), "PYTHON": sys.executable}  # fmt: skip
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_pack.py")], env=env, check=True, cwd=REPO)
+    env["BLINDBENCH_DATA"] = str(tmp_path / "gpu-data")
+    subprocess.run(["bash", str(REPO / "benchmarks" / script), "--dry-run"], env=env, check=True, cwd=REPO,
+                   timeout=900)  # fmt: skip
+    return out

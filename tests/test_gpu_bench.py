@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from helpers import gpu_dry_run
 
 
 @pytest.mark.slow
 def test_gpu_bench_dry_run(photos_corpus: dict, demo_dir: Path, data_root: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "BLINDBENCH_GPU_PACK": str(tmp_path / "pack"), "OUT": str(tmp_path / "out"),
-           "BLINDBENCH_GPU_WHEELS": str(tmp_path / "wheels"), "PYTHON": sys.executable}  # fmt: skip
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_pack.py")], env=env, check=True, cwd=REPO)
-    env["BLINDBENCH_DATA"] = str(tmp_path / "gpu-data")
-    subprocess.run(["bash", str(REPO / "benchmarks" / "gpu.sh"), "--dry-run"], env=env, check=True, cwd=REPO,
-                   timeout=900)  # fmt: skip
-    out = tmp_path / "out"
+    out = gpu_dry_run("gpu.sh", tmp_path)
     forward = (out / "forward.md").read_text().splitlines()
     for name in ("vcn", "ca", "gmc", "pc", "gc"):  # fp32, bf16, bf16+cl measured, compile skipped in a dry run
         rows = [line for line in forward if line.startswith(f"| {name} |")]
