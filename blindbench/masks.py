@@ -818,6 +818,21 @@ def _read_file_mask(path: str, alpha_or_bright: bool, threshold: int) -> tuple[n
     return rgb, (rgb.max(axis=2) > threshold).astype(np.uint8)
 
 
+def _contaminant(path: str, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_read_file_mask` of a contaminant image, decoded once per file version: a sample's placement, its mask
+    and its fill all read the same file. The arrays are shared, hence read-only."""
+    stat = os.stat(path)
+    return _decoded_contaminant(path, stat.st_mtime_ns, stat.st_size, threshold)
+
+
+@functools.lru_cache(maxsize=8)  # one sample needs one entry; a few more serve threads and small folders
+def _decoded_contaminant(path: str, mtime_ns: int, size: int, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    rgb, hole = _read_file_mask(path, True, threshold)
+    rgb.flags.writeable = False
+    hole.flags.writeable = False
+    return rgb, hole
+
+
 @functools.lru_cache(maxsize=16)
 def _hole_ratios(folder: str, invert: bool) -> np.ndarray:
     """Hole fraction of every mask file of ``folder`` at its own size (read once per process, for binning)."""
@@ -953,10 +968,7 @@ def sample_image(
     _check_int("threshold", threshold, 0)
     files = _image_files(folder)
     name, path = files[int(rng.integers(len(files)))]
-    from blindbench.imageio import read_image_rgba
-
-    rgb, _ = read_image_rgba(path)
-    h0, w0 = rgb.shape[:2]
+    h0, w0 = _contaminant(path, threshold)[0].shape[:2]
     factor = float(rng.uniform(lo, hi)) * max(height, width) / max(h0, w0)
     w, h = max(1, round(w0 * factor)), max(1, round(h0 * factor))
     # the top-left corner: up to a quarter of the image may hang over each edge
@@ -970,7 +982,7 @@ def sample_image(
 def place_contaminant(params: Params, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """The placed contaminant of :func:`sample_image` parameters: (rgb (H, W, 3) uint8, mask (H, W) 0/1)."""
     path = _checked(params["folder"], params["file"], params["sha256"])
-    rgb, hole = _read_file_mask(path, True, params["threshold"])
+    rgb, hole = _contaminant(path, params["threshold"])
     x, y, w, h = params["box"]
     rgb = cv2.resize(_flip(rgb, params["flip"]), (w, h), interpolation=cv2.INTER_AREA)
     hole = cv2.resize(np.ascontiguousarray(_flip(hole, params["flip"])), (w, h), interpolation=cv2.INTER_NEAREST)

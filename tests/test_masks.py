@@ -372,6 +372,29 @@ def test_image_contaminants_take_their_alpha_as_mask_and_their_pixels_as_fill(tm
     assert abs(mask.sum() - disc) / disc < 0.25
 
 
+def test_a_contaminant_image_is_decoded_once_per_sample(tmp_path: Path, monkeypatch) -> None:
+    import cv2
+
+    import blindbench.imageio
+    from blindbench.corruption import Recipe, apply, sample_params
+    from blindbench.masks import _decoded_contaminant
+
+    photo = np.zeros((40, 40, 3), np.uint8)
+    cv2.circle(photo, (20, 20), 12, (200, 90, 30), -1)
+    cv2.imwrite(str(tmp_path / "disc.png"), photo)
+    decoded = []
+    read = blindbench.imageio.read_image_rgba
+    monkeypatch.setattr(blindbench.imageio, "read_image_rgba", lambda path: decoded.append(path) or read(path))
+    _decoded_contaminant.cache_clear()
+    recipe = Recipe("image", mask_options={"folder": str(tmp_path)})
+    params = sample_params(np.random.default_rng(3), recipe, 64)
+    first = apply(np.zeros((64, 64, 3), np.uint8), None, params)  # placement, mask and fill: one decode
+    assert len(decoded) == 1
+    again = apply(np.zeros((64, 64, 3), np.uint8), None, params)
+    assert len(decoded) == 1 and all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert first.mask.any() and first.fill.flags.writeable and first.mask.flags.writeable
+
+
 def test_file_generators_bad_options_are_one_line(tmp_path: Path) -> None:
     from blindbench.corruption import Recipe
 
