@@ -412,15 +412,23 @@ def test_unreadable_file_in_a_folder_is_skipped(echo_loader: Echo, tmp_path: Pat
     assert "# inputs: 3, restored 1, skipped 2" in record and "bomb.png" in record
 
 
+def _photos_a_b_with_masks(folder: Path, shape: tuple[int, int], hole: tuple[slice, slice], a_mask: str,
+                           b_mask: str) -> np.ndarray:
+    """Make ``folder`` with photos a.png and b.png of ``shape`` (H, W), a's mask (255 on ``hole``) saved as
+    ``a_mask`` and its inverse as ``b_mask``; returns a's mask."""
+    folder.mkdir()
+    known = np.zeros(shape, dtype=np.uint8)
+    known[hole] = 255
+    for name in ("a", "b"):
+        Image.fromarray(_random_image(*shape, seed=ord(name))).save(folder / f"{name}.png")
+    Image.fromarray(known).save(folder / a_mask)
+    Image.fromarray(255 - known).save(folder / b_mask)
+    return known
+
+
 def test_mask_folder_may_be_the_input_folder(echo_loader: Echo, tmp_path: Path) -> None:
     folder = tmp_path / "photos"  # masks kept beside their photos, plus a previous run's outputs
-    folder.mkdir()
-    known = np.zeros((30, 20), dtype=np.uint8)
-    known[5:15, 3:9] = 255
-    for name in ("a", "b"):
-        Image.fromarray(_random_image(30, 20, seed=ord(name))).save(folder / f"{name}.png")
-    Image.fromarray(known).save(folder / "a.mask.png")
-    Image.fromarray(255 - known).save(folder / "b.mask.bmp")
+    known = _photos_a_b_with_masks(folder, (30, 20), np.s_[5:15, 3:9], "a.mask.png", "b.mask.bmp")
     Image.fromarray(_random_image(30, 20, seed=9)).save(folder / "a.overlay.png")
     out = tmp_path / "out"
     written = run_inpaint(InpaintConfig(inputs=(str(folder),), checkpoint="x", out=str(out), mask=str(folder),
@@ -627,13 +635,7 @@ def test_tensors_and_arrays_share_the_unit_range(tiny_vcn: nn.Module) -> None:
 
 def test_lama_style_masks_are_masks_not_inputs(echo_loader: Echo, tmp_path: Path) -> None:
     folder = tmp_path / "lama"  # LaMa's layout (and blindbench export --masks): photo.png beside photo_mask*.png
-    folder.mkdir()
-    known = np.zeros((32, 40), dtype=np.uint8)
-    known[4:20, 8:30] = 255
-    for name in ("a", "b"):
-        Image.fromarray(_random_image(32, 40, seed=ord(name))).save(folder / f"{name}.png")
-    Image.fromarray(known).save(folder / "a_mask.png")
-    Image.fromarray(255 - known).save(folder / "b_mask000.png")
+    known = _photos_a_b_with_masks(folder, (32, 40), np.s_[4:20, 8:30], "a_mask.png", "b_mask000.png")
     Image.fromarray(_random_image(32, 40, seed=5)).save(folder / "face_masked.png")  # no face.*: a photo
     Image.fromarray(known).save(folder / "face_masked_mask.png")  # ... whose own mask is this one
     out = tmp_path / "out"

@@ -20,6 +20,24 @@ def _rows(folder: Path) -> dict[str, dict]:
     return {r["key"]: r for r in csv.DictReader((folder / "samples.csv").open())}
 
 
+class _Tuples(torch.nn.Module):
+    """``model``'s ``InpaintOutput`` as a ``(mask_logits, image)`` tuple: tuple outputs trace, and the loader's
+    wrapper rebuilds the ``InpaintOutput``."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image):
+        out = self.model(image)
+        return out.mask_logits, out.image
+
+
+def _trace(model: torch.nn.Module, size: int) -> torch.jit.ScriptModule:
+    """``model`` put in eval mode and traced on a zero (1, 3, size, size) batch."""
+    return torch.jit.trace(_Tuples(model).eval(), torch.zeros(1, 3, size, size), check_trace=False)
+
+
 @pytest.fixture(autouse=True)
 def plugin_path(monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(PLUGINS))
@@ -51,18 +69,8 @@ def test_torchscript_of_a_registered_model_scores_like_it(tiny_vcn_run: Path, de
 
     model, _ = load_model_from_checkpoint(tiny_vcn_run)
 
-    class Traceable(torch.nn.Module):  # tuple outputs trace; the NamedTuple is rebuilt by the wrapper
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, image):
-            out = self.model(image)
-            return out.mask_logits, out.image
-
-    scripted = torch.jit.trace(Traceable().eval(), torch.zeros(1, 3, 256, 256), check_trace=False)
     path = tmp_path / "vcn.ts"
-    scripted.save(str(path))
+    _trace(model, 256).save(str(path))
     common = ["--set", "photos-demo", "--limit", "4", "--no-progress", "--batch", "1"]
     assert main(["eval", "--model", str(path), "--out", str(tmp_path / "ts"), *common]) == 0
     assert main(["eval", "--model", "vcn", "--checkpoint", str(tiny_vcn_run), "--out", str(tmp_path / "reg"),
@@ -133,17 +141,8 @@ def test_inpaint_torchscript_and_exported_files_equal_their_models(tmp_path: Pat
     checkpoint = save_checkpoint({"model_name": "vcn", "preset": "tiny", "step": 0, "stage": "joint", "config": {},
                                   "model": model.state_dict()}, tmp_path / "vcn.pt")  # fmt: skip
 
-    class Traceable(torch.nn.Module):  # tuple outputs trace; the NamedTuple is rebuilt by the wrapper
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, image):
-            out = self.model(image)
-            return out.mask_logits, out.image
-
     script = tmp_path / "vcn.ts"
-    torch.jit.trace(Traceable().eval(), torch.zeros(1, 3, 64, 64), check_trace=False).save(str(script))
+    _trace(model, 64).save(str(script))
     photos = _photos(tmp_path / "in", [(64, 64), (64, 96)])  # multiples of 32, the pad of an unprobed module
 
     def run(out: str, **model) -> None:
