@@ -266,7 +266,7 @@ class CAGenerator(DeepFillGenerator):
     """DeepFill v1 generator with contextual attention, fed [I, M̂] (3,599,142 parameters at ``cnum=32``).
 
     Args:
-        cnum: base width (official 32).
+        cnum: base width (official 32; the blind ``ca`` paper preset uses 33, see ``baselines.blind``).
         fuse_k: contextual attention fuse window (official 3).
         softmax_scale: contextual attention softmax scale (official 10).
 

@@ -204,12 +204,52 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return state
 
 
+def retired_keys(module: nn.Module, weights: Any) -> list[str]:
+    """Names in ``weights`` under the module's ``retired_prefixes`` (parameters an earlier version built but no loss
+    reached, such as the baselines' MPN fusion block) that the module no longer has."""
+    prefixes = tuple(getattr(module, "retired_prefixes", ()))
+    if not prefixes or not isinstance(weights, dict):
+        return []
+    present = module.state_dict().keys()
+    return [k for k in weights if isinstance(k, str) and k.startswith(prefixes) and k not in present]
+
+
 def load_weights(module: nn.Module, weights: Any, what: str) -> None:
-    """``module.load_state_dict(weights)``; weights that do not fit are a one-line error starting with ``what``."""
+    """``module.load_state_dict(weights)``; weights that do not fit are a one-line error starting with ``what``.
+
+    Retired parameters (:func:`retired_keys`) in older weights are dropped first: unreachable, they never changed
+    an output. Digests are checked on the weights as stored, before this.
+    """
+    if retired := retired_keys(module, weights):
+        weights = {k: v for k, v in weights.items() if k not in set(retired)}
     try:
         module.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise BlindbenchError(f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def retire_optimizer_state(state: dict, weights: dict, module: nn.Module) -> dict:
+    """An Adam/SGD ``state_dict`` of an optimizer over all of an older ``module``'s parameters, with the entries of
+    its retired parameters removed and the rest renumbered, so that it loads into an optimizer over the module now.
+
+    ``weights`` is the older state dict: its keys, less the module's buffers, are the parameters in the order the
+    optimizer numbered them (``named_parameters`` order). A state that does not match is returned unchanged (the
+    optimizer's own load then reports it).
+    """
+    retired = set(retired_keys(module, weights))
+    if not retired or len(state.get("param_groups", ())) != 1:
+        return state
+    buffers = {name for name, _ in module.named_buffers()}
+    old_params = [k for k in weights if k not in buffers]
+    group = state["param_groups"][0]
+    if len(group["params"]) != len(old_params):
+        return state
+    kept = [i for i, name in enumerate(old_params) if name not in retired]
+    renumber = {group["params"][i]: new for new, i in enumerate(kept)}
+    return {
+        "state": {renumber[i]: v for i, v in state["state"].items() if i in renumber},
+        "param_groups": [{**group, "params": list(range(len(kept)))}],
+    }
 
 
 def unwrap(model: nn.Module) -> nn.Module:

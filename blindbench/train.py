@@ -53,6 +53,7 @@ from blindbench.checkpoint import (
     load_weights,
     read_weights,
     restore_rng,
+    retire_optimizer_state,
     save_checkpoint,
     unwrap,
     weights_digest,
@@ -726,6 +727,9 @@ class Trainer:
                                   f"{getattr(self.cfg, key)!r} now): start a new run instead")
         check_weights(state["model"], state.get("model_sha256"), f"checkpoint {path}")
         load_weights(self.raw_model, state["model"], f"checkpoint {path} does not fit model {self.cfg.model!r}")
+        optimizers = state.get("optimizers") or {}
+        if "generator" in optimizers:  # a run from before a retired block was dropped: its Adam moments less those
+            optimizers["generator"] = retire_optimizer_state(optimizers["generator"], state["model"], self.raw_model)
         if self.critics is not None and state.get("critics"):
             for k, m in self.critics.modules().items():
                 load_weights(m, state["critics"].get(k), f"checkpoint {path}: critic {k!r} does not fit")

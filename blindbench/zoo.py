@@ -97,6 +97,8 @@ def export_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
                    fmt: str = "pt") -> str:
     """Write a checkpoint's model weights alone (fp16 unless ``half`` is False); returns the file's sha256.
 
+    Parameters the model has retired (see :func:`blindbench.checkpoint.retired_keys`) are left out.
+
     ``fmt="pt"`` writes a ``torch.save`` dict (``format``, ``model_name``, ``preset``, ``step``, ``model``,
     ``model_sha256``); ``fmt="safetensors"`` writes the tensors with the same facts as string metadata. Both load
     with :func:`blindbench.checkpoint.read_weights` (digest and finite checks), e.g. for ``train --init``.
@@ -105,7 +107,13 @@ def export_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
         raise BlindbenchError(f"weights format {fmt!r} is not one of {', '.join(WEIGHT_FORMATS)}")
     state = load_checkpoint(checkpoint)
     check_weights(state["model"], state.get("model_sha256"), f"checkpoint {checkpoint}")
-    weights = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
+    from blindbench.checkpoint import retired_keys
+    from blindbench.models import create_model
+
+    with torch.device("meta"):  # only its names: which stored parameters the model has retired
+        retired = set(retired_keys(create_model(state["model_name"], state["preset"]), state["model"]))
+    weights = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state["model"].items()
+               if k not in retired}  # fmt: skip
     check_weights(weights, None, f"checkpoint {checkpoint} in fp16")  # a weight beyond fp16's range
     meta = {"format": WEIGHTS_FORMAT, "model_name": state["model_name"], "preset": state["preset"],
             "step": state["step"], "model_sha256": weights_digest(weights)}  # fmt: skip

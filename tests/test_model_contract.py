@@ -15,11 +15,6 @@ from blindbench.models import create_model, get_entry, model_names
 from vcn.types import InpaintOutput
 
 NAMES = model_names()
-# Parameters no loss can reach, by design, until issue 15 item 5 retunes the baselines without them: each baseline
-# builds the MPN's dilation-4 fusion block only so that its parameter total matches the paper's.
-DEAD = {"ca": "mpn.enc4.", "gmc": "mpn.enc4.", "pc": "mpn.enc4.", "gc": "mpn.enc4."}
-
-
 def _model(name: str, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
     return create_model(name, "tiny").to(device)
@@ -52,13 +47,11 @@ def test_every_parameter_gets_a_gradient(name: str, device: torch.device) -> Non
     out = model(_image(model))
     loss = out.image.square().mean() + (out.mask_logits.mean() if out.mask_logits is not None else 0)
     loss.backward()
-    dead = DEAD.get(name)
-    # connected to the loss (a gradient that happens to be 0 at this input, a closed ReLU, still counts)
-    missing = [n for n, p in model.named_parameters() if p.grad is None and not (dead and n.startswith(dead))]
+    # connected to the loss (a gradient that happens to be 0 at this input, a closed ReLU, still counts); no model
+    # carries parameters that no loss reaches (the baselines build no MPN fusion block)
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing[:5]
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    if dead:  # the exemption stays honest: those parameters really get nothing
-        assert all(p.grad is None for n, p in model.named_parameters() if n.startswith(dead))
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", NAMES)
