@@ -196,3 +196,12 @@ def test_only_rank_zero_prints_the_closing_line(monkeypatch, capsys, tmp_path: P
         monkeypatch.setenv("RANK", rank)
         run_eval(EvalConfig())
         assert capsys.readouterr().out == expected
+
+
+@pytest.mark.parametrize("flag, bar", [("--no-progress", False), ("--progress", True)])
+def test_generate_draws_its_progress_bar_unless_told_not_to(flag: str, bar: bool, photos_corpus: dict,
+                                                            tmp_path: Path, capsys) -> None:
+    assert main(["generate", "--set", "photos-demo", "--out", str(tmp_path / "set"), "--workers", "1", flag]) == 0
+    captured = capsys.readouterr()
+    assert ("generate photos-demo:" in captured.err) is bar
+    assert "48 samples in 3 shards" in captured.out

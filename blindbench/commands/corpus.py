@@ -27,6 +27,7 @@ class CorpusBuildConfig:
     val_every: int = option(8, "of the other sources, every N-th is a validation source; 0 = no validation split")
     workers: int = workers_option()
     update_manifest: bool = option(False, "rewrite manifests/photos.corpus.json instead of checking against it")
+    progress: bool = progress_option()
 
     def __post_init__(self) -> None:
         check_workers(self.workers)
@@ -63,9 +64,10 @@ def run_corpus_build(cfg: CorpusBuildConfig) -> None:
             raise BlindbenchError("--name photos is the embedded corpus: name your own corpus, e.g. --name ffhq")
         config = CorpusConfig(name=cfg.name, crop=cfg.crop, mode=cfg.mode, test_every=cfg.test_every,
                               val_every=cfg.val_every)
-        manifest = build_corpus(folder_sources(cfg.clean, cfg.fill), config, workers=cfg.workers)
+        manifest = build_corpus(folder_sources(cfg.clean, cfg.fill), config, workers=cfg.workers, progress=cfg.progress)
     else:
-        manifest = build_embedded_corpus(update_manifest=cfg.update_manifest, workers=cfg.workers)
+        manifest = build_embedded_corpus(update_manifest=cfg.update_manifest, workers=cfg.workers,
+                                         progress=cfg.progress)
     print(corpus_summary(manifest))
 
 

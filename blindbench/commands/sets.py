@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from blindbench.errors import BlindbenchError
-from blindbench.options import check_workers, option, set_option, workers_option
+from blindbench.options import check_workers, option, progress_option, set_option, workers_option
 
 
 def _shards_folder() -> Any:
@@ -31,6 +31,7 @@ class GenerateConfig:
     address: str = option("", "--backend ray: the ray cluster, e.g. auto or ray://host:10001 (default: "
                           "$RAY_ADDRESS, else a local ray)")
     overwrite: bool = option(False, "regenerate shards made from another version of the manifest (else an error)")
+    progress: bool = progress_option()
 
     def __post_init__(self) -> None:
         from blindbench.shards import check_backend
@@ -74,7 +75,7 @@ def run_generate(cfg: GenerateConfig) -> None:
 
     spec = load_set(cfg.set)
     report = generate_set(spec, cfg.out or None, workers=cfg.workers, backend=cfg.backend, overwrite=cfg.overwrite,
-                          address=cfg.scheduler or cfg.address)
+                          address=cfg.scheduler or cfg.address, progress=cfg.progress)
     total = sum(e["bytes"] for e in report.lock["shards"])
     print(
         f"set {spec.name}: {spec.count} samples in {spec.shard_count} shards ({total / 2**20:.1f} MiB) at "
