@@ -199,12 +199,15 @@ def _decoder(c: int) -> list[Layer]:
 class DeepFillGenerator(nn.Module):
     """The two-stage DeepFill skeleton (v1 and v2); see the module docstring for the layout.
 
+    Contextual attention matches 3×3 patches at rate 2 in both versions (``size_multiple`` counts on the rate).
+
     Args:
         cnum: base width ``c``.
         block: layer factory (plain conv + ELU for v1, gated conv for v2).
         stage2_mask: feed [composite, M̂] (4 ch) to stage 2 instead of the composite alone (3 ch).
         output: ``"clamp"`` (v1: clip to [-1, 1]) or ``"tanh"`` (v2).
-        attention: keyword arguments of :func:`contextual_attention`.
+        fuse_k: contextual attention fuse window (official 3).
+        softmax_scale: contextual attention softmax scale (official 10).
 
     Shape:
         image (B, 3, H, W) in [-1, 1], mask_prob (B, 1, H, W) in [0, 1], H and W divisible by 8
@@ -219,7 +222,8 @@ class DeepFillGenerator(nn.Module):
         block: BlockFactory,
         stage2_mask: bool = True,
         output: str = "clamp",
-        attention: dict | None = None,
+        fuse_k: int = 3,
+        softmax_scale: float = 10.0,
     ) -> None:
         super().__init__()
         if output not in ("clamp", "tanh"):
@@ -228,7 +232,7 @@ class DeepFillGenerator(nn.Module):
         self.cnum = cnum
         self.stage2_mask = stage2_mask
         self.output = output
-        self.attention = ContextualAttention(**(attention or {}))
+        self.attention = ContextualAttention(ksize=3, rate=2, fuse_k=fuse_k, softmax_scale=softmax_scale)
         coarse = [Layer(c, 5), Layer(2 * c, stride=2), Layer(2 * c), Layer(4 * c, stride=2), Layer(4 * c), Layer(4 * c)]
         self.coarse, ch = build_layers(block, 4, coarse + _dilated(4 * c) + _decoder(c))
         self.coarse_out = same_conv(ch, 3, 3)
@@ -267,8 +271,7 @@ class CAGenerator(DeepFillGenerator):
 
     Args:
         cnum: base width (official 32; the blind ``ca`` paper preset uses 33, see ``baselines.blind``).
-        fuse_k: contextual attention fuse window (official 3).
-        softmax_scale: contextual attention softmax scale (official 10).
+        fuse_k, softmax_scale: contextual attention settings, as in :class:`DeepFillGenerator`.
 
     Shape:
         image (B, 3, H, W) in [-1, 1], mask_prob (B, 1, H, W) in [0, 1], H and W divisible by 8
@@ -276,5 +279,6 @@ class CAGenerator(DeepFillGenerator):
     """
 
     def __init__(self, cnum: int = 32, fuse_k: int = 3, softmax_scale: float = 10.0) -> None:
-        attention = {"ksize": 3, "rate": 2, "fuse_k": fuse_k, "softmax_scale": softmax_scale}
-        super().__init__(cnum, plain_block, stage2_mask=True, output="clamp", attention=attention)
+        super().__init__(
+            cnum, plain_block, stage2_mask=True, output="clamp", fuse_k=fuse_k, softmax_scale=softmax_scale
+        )

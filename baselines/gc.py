@@ -80,8 +80,7 @@ class GCGenerator(DeepFillGenerator):
     Args:
         cnum: base width, even (the c/2 layer is gated too and takes the next even width). The official v2 width
             is 48; 54 brings the MPN + GC total to the paper's 6.06M with live parameters (see ``baselines.blind``).
-        fuse_k: contextual attention fuse window (official 3).
-        softmax_scale: contextual attention softmax scale (official 10).
+        fuse_k, softmax_scale: contextual attention settings, as in :class:`DeepFillGenerator`.
 
     Shape:
         image (B, 3, H, W) in [-1, 1], mask_prob (B, 1, H, W) in [0, 1], H and W divisible by 8
@@ -91,5 +90,6 @@ class GCGenerator(DeepFillGenerator):
     def __init__(self, cnum: int = 54, fuse_k: int = 3, softmax_scale: float = 10.0) -> None:
         if cnum % 2:
             raise ValueError(f"cnum must be even for gated layers, got {cnum}")
-        attention = {"ksize": 3, "rate": 2, "fuse_k": fuse_k, "softmax_scale": softmax_scale}
-        super().__init__(cnum, gated_block, stage2_mask=False, output="tanh", attention=attention)
+        super().__init__(
+            cnum, gated_block, stage2_mask=False, output="tanh", fuse_k=fuse_k, softmax_scale=softmax_scale
+        )

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines._layers import check_inputs
+from baselines._layers import check_inputs, same_conv
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -144,8 +144,7 @@ class PartialConv2d(nn.Module):
         eps: float = 1e-8,
     ) -> None:
         super().__init__()
-        padding = dilation * (kernel_size - 1) // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
+        self.conv = same_conv(in_channels, out_channels, kernel_size, stride, dilation, bias)
         self.eps = eps
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

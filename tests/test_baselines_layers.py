@@ -206,6 +206,13 @@ def test_partial_conv_module_matches_function():
     assert out.shape == (2, 5, 6, 6)
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(new_mask, ref_mask)
+    plain = PartialConv2d(3, 5, 3, dilation=2, bias=False)  # "same" padding 2, no bias
+    assert plain.conv.bias is None and plain.conv.padding == (2, 2)
+    out, new_mask = plain(x, m)
+    ref_out, ref_mask = partial_conv2d(x, m, plain.conv.weight, None, padding=2, dilation=2)
+    assert out.shape == (2, 5, 12, 12)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(new_mask, ref_mask)
 
 
 def test_partial_conv_gradcheck_and_bad_mask():

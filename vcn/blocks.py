@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 
 def same_conv(
-    in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1
+    in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1, bias: bool = True
 ) -> nn.Conv2d:
     """A plain ``nn.Conv2d`` with "same" padding (odd kernels): output size = ceil(input / stride).
 
@@ -21,7 +21,9 @@ def same_conv(
     stride 2 but gives the same output size and the same parameter count.
     """
     padding = dilation * (kernel_size - 1) // 2
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation)
+    return nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=bias
+    )
 
 
 def upsample2x(x: Tensor) -> Tensor:
