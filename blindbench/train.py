@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import difflib
 import os
 import sys
 import time
@@ -59,7 +58,7 @@ from blindbench.checkpoint import (
     weights_digest,
 )
 from blindbench.commands.train import TrainConfig
-from blindbench.errors import BlindbenchError, ConfigError
+from blindbench.errors import BlindbenchError, ConfigError, did_you_mean
 from blindbench.locking import exclusive_folder
 from blindbench.options import resolved_toml, select_device
 from blindbench.paths import data_root
@@ -83,10 +82,8 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     for key in values:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             where = f" in {path}" if path else ""
-            raise ConfigError(f"unknown train option {key!r}{where}{hint}")
+            raise ConfigError(f"unknown train option {key!r}{where}{did_you_mean(key, names, list_all=False)}")
     hints = typing.get_type_hints(TrainConfig)
     for key, value in values.items():  # TOML ints are fine where floats are expected
         if hints[key] is float and isinstance(value, int) and not isinstance(value, bool):
