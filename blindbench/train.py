@@ -607,6 +607,25 @@ def prepare_val_set(cfg: TrainConfig, runtime: Runtime) -> None:
         torch.distributed.barrier()
 
 
+def check_cpu_layout(cfg: TrainConfig, runtime: Runtime) -> None:
+    """Keep CPU training off channels-last convolutions on CPUs without AVX-512.
+
+    oneDNN's AVX2 weight gradient of a 1x1 stride-2 convolution with fewer than 8 input channels in channels-last
+    layout writes past its workspace (oneDNN issue 6035): with 2 threads it hangs or returns wrong gradients, with
+    1 it aborts. VCN's first MPN block has exactly that shortcut. ``torch.compile`` picks channels-last for
+    training convolutions by itself, so its layout optimisation is turned off there too.
+    """
+    if runtime.device.type != "cpu" or torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return
+    if cfg.channels_last:
+        raise ConfigError(f"channels_last training on this CPU ({torch.backends.cpu.get_cpu_capability()}, no "
+                          f"AVX-512) hits a oneDNN bug that corrupts convolution gradients: drop --channels-last")
+    if cfg.compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.layout_optimization = False
+
+
 class Trainer:
     """Holds the model, critics, optimizers and scalers of one run; :meth:`run` executes the plan."""
 
@@ -629,6 +648,7 @@ class Trainer:
             load_init_weights(self.raw_model, cfg)
         needs_critics = any(stage == "joint" for stage, _ in cfg.plan())
         self.critics = build_critics(cfg, self.image_size) if needs_critics else None
+        check_cpu_layout(cfg, runtime)
         memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         self.raw_model.to(memory_format=memory_format)
         if self.critics is not None:

@@ -680,3 +680,22 @@ def test_tensorboard_gets_sample_grids_and_hparams(demo_dir: Path, tmp_path: Pat
     assert hp[1]["model"] == "vcn" and hp[1]["critic_steps"] == 1 and hp[3] == "."
     last_loss = [c for c in calls if c[0] == "scalar" and c[1] == "joint/loss"][-1][2]
     assert hp[2]["hparam/joint/loss"] == last_loss and "hparam/separate/l1" in hp[2]
+
+
+def test_cpu_training_stays_off_channels_last_without_avx512(monkeypatch) -> None:
+    # oneDNN 6035: AVX2 channels-last 1x1 stride-2 weight gradients corrupt memory (hangs, wrong gradients)
+    import torch._inductor.config as inductor_config
+
+    from blindbench.train import Runtime, check_cpu_layout
+
+    cpu = Runtime(torch.device("cpu"))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    with pytest.raises(ConfigError, match="channels_last training on this CPU.*oneDNN"):
+        check_cpu_layout(TrainConfig(channels_last=True), cpu)
+    monkeypatch.setattr(inductor_config, "layout_optimization", True)
+    check_cpu_layout(TrainConfig(compile=True), cpu)
+    assert inductor_config.layout_optimization is False
+    monkeypatch.setattr(inductor_config, "layout_optimization", True)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    check_cpu_layout(TrainConfig(channels_last=True, compile=True), cpu)  # not affected: left as asked
+    assert inductor_config.layout_optimization is True
