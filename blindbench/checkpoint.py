@@ -220,8 +220,8 @@ def load_weights(module: nn.Module, weights: Any, what: str) -> None:
     Retired parameters (:func:`retired_keys`) in older weights are dropped first: unreachable, they never changed
     an output. Digests are checked on the weights as stored, before this.
     """
-    if retired := retired_keys(module, weights):
-        weights = {k: v for k, v in weights.items() if k not in set(retired)}
+    if retired := set(retired_keys(module, weights)):
+        weights = {k: v for k, v in weights.items() if k not in retired}
     try:
         module.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as exc:

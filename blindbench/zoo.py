@@ -27,7 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from blindbench.checkpoint import check_weights, checkpoint_file, load_checkpoint, read_weights, weights_digest
+from blindbench.checkpoint import (
+    check_weights,
+    checkpoint_file,
+    load_checkpoint,
+    read_weights,
+    retired_keys,
+    weights_digest,
+)
 from blindbench.commands.zoo import WEIGHT_FORMATS, ExportWeightsConfig, ZooPublishConfig
 from blindbench.errors import BlindbenchError
 from blindbench.imageio import atomic_write_bytes, sha256_file
@@ -107,7 +114,6 @@ def export_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[st
         raise BlindbenchError(f"weights format {fmt!r} is not one of {', '.join(WEIGHT_FORMATS)}")
     state = load_checkpoint(checkpoint)
     check_weights(state["model"], state.get("model_sha256"), f"checkpoint {checkpoint}")
-    from blindbench.checkpoint import retired_keys
     from blindbench.models import create_model
 
     with torch.device("meta"):  # only its names: which stored parameters the model has retired

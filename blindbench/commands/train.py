@@ -75,7 +75,7 @@ class TrainConfig:
                                  "limit); a resume continues the plan")
 
     def __post_init__(self) -> None:
-        if self.crop_size == -1 and not isinstance(self.crop_size, bool):  # resolved first: the checks see a side
+        if self.crop_size == -1:  # resolved first: the checks see a side
             object.__setattr__(self, "crop_size", _preset_crop(self))
         _validate(self)
         from blindbench.models import PRESET_TRAINING
