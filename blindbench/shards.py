@@ -122,7 +122,8 @@ def shard_content(spec: SetSpec, corpus: Corpus) -> str:
 
 def _sidecar_text(digest: str, name: str, content: str) -> bytes:
     # sha256sum-compatible (`sha256sum -c` skips the comment lines), plus what the bytes were made from
-    return f"{digest}  {name}\n# set content {content}\n# shard format {SHARD_FORMAT}\n".encode()
+    return (f"{digest}  {name}\n# set content {content}\n# shard format {SHARD_FORMAT}\n"
+            f"# libraries {_compact_json(library_versions())}\n").encode()
 
 
 def _sidecar_field(sidecar: Path, name: str) -> str:
@@ -204,6 +205,10 @@ def _existing_entry(spec: SetSpec, shard: int, out_dir: Path, content: str) -> d
         raise StaleShardError(f"{final} was made from another version of set {spec.name} (its manifest or corpus "
                               f"changed): pass --overwrite to regenerate the set, or choose another --out")
     if _sidecar_field(sidecar, "shard format") != str(SHARD_FORMAT):  # an older blindbench's layout: rewrite
+        return None
+    # the same set drawn and encoded by other library versions (OpenCV's putText and PNG, numpy's streams) may
+    # differ in its bytes: keeping such a shard would mix versions in one set, so rewrite it
+    if _sidecar_field(sidecar, "libraries") != _compact_json(library_versions()):
         return None
     recorded = "".join(sidecar.read_text(errors="replace").split()[:1])  # empty or damaged: rewrite the shard
     if sha256_file(final) != recorded:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -244,6 +245,28 @@ def test_lock_and_sidecars_carry_the_shard_format(demo_dir: Path, demo_spec, tmp
     (tmp_path / "old.lock.json").write_text(json.dumps(old))
     problems = verify_set(demo_spec, demo_dir, lock_path=tmp_path / "old.lock.json").problems
     assert any("shard format 1, this blindbench writes format 2" in p for p in problems), problems
+
+
+def test_shards_made_by_other_library_versions_are_rewritten(demo_dir: Path, demo_spec, tmp_path: Path) -> None:
+    """OpenCV 5.1 draws `text` otherwise than 5.0: a resumed generate must not keep another version's shards."""
+    folder = tmp_path / "other-versions"
+    shutil.copytree(demo_dir, folder)
+    sidecar = folder / f"{demo_spec.shard_name(1)}.sha256"
+    recorded = shards.library_versions()
+    assert f"# libraries {json.dumps(recorded, sort_keys=True, separators=(',', ':'))}" in sidecar.read_text()
+    other = json.dumps({**recorded, "opencv": "0.0.1"}, sort_keys=True, separators=(",", ":"))
+    sidecar.write_text(re.sub(r"# libraries .*", f"# libraries {other}", sidecar.read_text()))
+    report = generate_set(demo_spec, folder, workers=1, progress=False)
+    assert (report.written, report.kept) == (1, demo_spec.shard_count - 1)
+    assert "0.0.1" not in sidecar.read_text()
+    assert _hashes(folder, demo_spec) == _hashes(demo_dir, demo_spec)
+
+
+def test_installed_libraries_are_those_of_the_committed_lock() -> None:
+    """The lock's bytes hold only with the libraries it was made with; pyproject pins OpenCV to that series."""
+    made_with = json.loads(committed_lock_path("photos-demo").read_text())["versions"]
+    installed = shards.library_versions()
+    assert installed["opencv"].split(".")[:2] == made_with["opencv"].split(".")[:2], (made_with, installed)
 
 
 def test_webdataset_tar_writer_gives_the_hand_written_tar_bytes(demo_dir: Path, demo_spec) -> None:
