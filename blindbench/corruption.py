@@ -217,8 +217,9 @@ def render_fill(params: Mapping[str, Any], fill_image: np.ndarray | None, height
         return np.broadcast_to(np.asarray(fill["rgb"], np.uint8), (height, width, 3)).copy()
     if pattern == "noise":
         noise = np.random.default_rng(fill["seed"]).standard_normal((height, width, 3), dtype=np.float32)
-        values = np.asarray(fill["mean"], np.float32) + np.float32(fill["std"]) * noise
-        return np.rint(values).clip(0, 255).astype(np.uint8)
+        noise *= np.float32(fill["std"])  # mean + std · z, in place (the same float32 operations)
+        noise += np.asarray(fill["mean"], np.float32)
+        return cv2.convertScaleAbs(np.maximum(noise, 0, out=noise))  # rounds half to even, saturates at 255
     if pattern == "image":
         return place_contaminant(params["mask"]["params"], height, width)[0]
     if pattern == "graffiti":

@@ -765,8 +765,7 @@ def blend(clean: np.ndarray, fill: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     Returns:
         The corrupted image I as uint8 with the shape of ``clean``.
     """
-    o = np.asarray(clean, np.float32)
-    n = np.asarray(fill, np.float32)
+    o, n = np.asarray(clean), np.asarray(fill)
     a = np.asarray(alpha, np.float32)
     if o.shape != n.shape:
         raise ValueError(f"blend: fill shape {n.shape} differs from clean shape {o.shape}")
@@ -778,14 +777,32 @@ def blend(clean: np.ndarray, fill: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         raise ValueError(f"blend: alpha shape {np.shape(alpha)} does not match image shape {o.shape}")
     if a.size and (a.min() < 0 or a.max() > 1):
         raise ValueError(f"blend: alpha must lie in [0, 1], got range [{a.min()}, {a.max()}]")
+    channels = o.shape[-1] if o.ndim == 3 else 1
     if a.shape != o.shape:  # (H, W, 1) → (H, W, C) up front: numpy broadcasting over a trailing 1 is slow
-        channels = o.shape[-1]
         a = cv2.merge([np.ascontiguousarray(a[:, :, 0])] * channels) if channels <= 4 else np.repeat(a, channels, 2)
-    out = o * (np.float32(1.0) - a)
+    keep = np.float32(1.0) - a
+    if o.dtype == n.dtype == np.uint8 and channels <= 4 and a.size:
+        return _blend_uint8(o, n, a, keep)
+    return _blend_reference(o.astype(np.float32), n.astype(np.float32), a, keep)
+
+
+def _blend_reference(o: np.ndarray, n: np.ndarray, a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Eq. 1 in float32 numpy: the definition that `_blend_uint8` reproduces bit for bit."""
+    out = o * keep
     out += n * a
     np.rint(out, out=out)
     np.clip(out, 0, 255, out=out)
     return out.astype(np.uint8)
+
+
+def _blend_uint8(clean: np.ndarray, fill: np.ndarray, a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """`_blend_reference` for uint8 images in OpenCV's SIMD kernels, with the same float32 products and sum
+    (uint8 → float32 is exact), ~2x faster; the bytes of every set depend on the two agreeing, as tested.
+    ``convertScaleAbs`` rounds half to even and saturates as ``rint`` + ``clip`` do, and its ``abs`` is a no-op on
+    the non-negative sum."""
+    out = cv2.multiply(clean, keep, dtype=cv2.CV_32F)
+    cv2.add(out, cv2.multiply(fill, a, dtype=cv2.CV_32F), dst=out)
+    return cv2.convertScaleAbs(out)
 
 
 # ----------------------------------------------------------------------------------------------------------------

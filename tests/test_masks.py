@@ -6,10 +6,12 @@ import json
 import random
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from helpers import matplotlib_icons
 
+from blindbench import masks
 from blindbench.errors import ConfigError
 from blindbench.masks import (
     DEFAULT_MASK_GENERATOR,
@@ -290,6 +292,27 @@ def test_blend_rounds_half_to_even() -> None:
     alpha = np.array([[0.5, 0.25, 0.75, 0.5]], np.float32)
     # 127.5 → 128 (truncation would give 127), 12.5 → 12, 17.5 → 18, 0.5 → 0
     np.testing.assert_array_equal(blend(clean, fill, alpha), [[128, 12, 18, 0]])
+
+
+def test_blend_uint8_kernel_matches_the_float32_reference_bit_for_bit() -> None:
+    # every set's bytes follow from blend: OpenCV's kernel must give what the numpy definition gives, on random
+    # alphas, on alphas whose products land on exact halves, on soft masks, and on every (O, N) byte pair
+    rng = np.random.default_rng(5)
+    every_o = np.repeat(np.arange(256, dtype=np.uint8), 256).reshape(256, 256)
+    every_n = np.tile(np.arange(256, dtype=np.uint8), 256).reshape(256, 256)
+    alphas = [rng.random((256, 256), dtype=np.float32), (rng.integers(0, 257, (256, 256)) / 256).astype(np.float32),
+              soft_mask((rng.random((256, 256)) < 0.02).astype(np.uint8))]
+    alphas += [np.full((256, 256), v, np.float32) for v in (0.5, 0.25, 1 / 3, 0.49999997, 0.0, 1.0)]
+    for alpha in alphas:
+        for clean, fill in ((every_o, every_n), (np.dstack([every_o, every_n, every_o[::-1]]),
+                                                  np.dstack([every_n, every_o, every_n.T]))):
+            a = alpha if clean.ndim == 2 else cv2.merge([alpha] * 3)
+            reference = masks._blend_reference(clean.astype(np.float32), fill.astype(np.float32), a, 1 - a)
+            np.testing.assert_array_equal(blend(clean, fill, alpha), reference)
+    # non-uint8 images take the reference path and agree with the kernel
+    clean, fill = every_o[:16, :16, None].repeat(3, 2), every_n[:16, :16, None].repeat(3, 2)
+    np.testing.assert_array_equal(blend(clean.astype(np.float64), fill, alphas[0][:16, :16]),
+                                  blend(clean, fill, alphas[0][:16, :16]))
 
 
 def test_blend_bad_input() -> None:
