@@ -296,16 +296,19 @@ class Logger:
     scalar (TensorBoard's HParams tab)."""
 
     def __init__(self, run_dir: Path, tensorboard: bool, keep_until: int = 0,
-                 hparams: dict[str, Any] | None = None) -> None:
+                 hparams: dict[str, Any] | None = None, history: Path | None = None) -> None:
         """Rows of an earlier process after step ``keep_until`` (the checkpoint it resumes from) are dropped: they
-        are about to be replayed, and each step must be logged once. ``hparams``: flat str, int, float or bool
-        values (the resolved train config)."""
+        are about to be replayed, and each step must be logged once. ``history``: the ``metrics.csv`` of the run
+        the checkpoint came from, whose rows up to ``keep_until`` start a run folder that has none yet (a run
+        resumed into a new ``--out``, e.g. from a zoo ``resume.pt``, keeps its whole curve). ``hparams``: flat str,
+        int, float or bool values (the resolved train config)."""
         self.hparams = dict(hparams or {})
         self.last: dict[str, float] = {}
         self.path = run_dir / "metrics.csv"
         kept: list[list[str]] = []
-        if self.path.exists():
-            with self.path.open(newline="") as handle:
+        source = self.path if self.path.exists() else history
+        if source is not None and source.is_file():
+            with source.open(newline="") as handle:
                 for row in list(csv.reader(handle))[1:]:
                     if row and row[0].isdigit() and int(row[0]) <= keep_until:
                         kept.append(row)
@@ -665,6 +668,7 @@ class Trainer:
         # step reads the host once; on the CPU a read is free and the device-side guard's copies are not
         self.sync_free = runtime.device.type != "cpu"
         self.step = 0  # global generator steps done
+        self.history: Path | None = None  # metrics.csv of the run a restored checkpoint came from
         self.finite_steps = 0  # generator steps that were not skipped, in this process
         self.stopped_by_budget = False  # max_minutes ran out before the plan
         # one record per (re)start: steps, seconds spent in training steps, and the hardware (for the zoo's cards)
@@ -734,6 +738,8 @@ class Trainer:
     def restore(self, path: Path) -> tuple[str, int]:
         """Load a checkpoint; returns (stage, stage_step) of its position."""
         state = load_checkpoint(path, self.runtime.device)
+        # its run's scalars: run/checkpoints/x.pt -> run/metrics.csv; a zoo resume.pt -> the entry's metrics.csv
+        self.history = (path.parent.parent if path.parent.name == "checkpoints" else path.parent) / "metrics.csv"
         if state["model_name"] != self.cfg.model or state["preset"] != self.cfg.preset:
             raise BlindbenchError(f"checkpoint {path} is for {state['model_name']} ({state['preset']}), "
                                   f"not {self.cfg.model} ({self.cfg.preset})")
@@ -897,8 +903,8 @@ class Trainer:
     def run(self, position: tuple[str, int] | None = None) -> None:
         """Execute the plan from step 0, or from ``position`` = :meth:`restore`'s (stage, stage_step)."""
         cfg, rt = self.cfg, self.runtime
-        logger = Logger(self.run_dir, cfg.tensorboard, keep_until=self.step,
-                        hparams=dataclasses.asdict(cfg)) if rt.main else None
+        logger = Logger(self.run_dir, cfg.tensorboard, keep_until=self.step, hparams=dataclasses.asdict(cfg),
+                        history=self.history) if rt.main else None
         first = self.step
         bar = None
         if rt.main and cfg.progress:

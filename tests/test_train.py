@@ -341,6 +341,24 @@ def test_metrics_csv_holds_each_step_once_after_resume_and_rerun(demo_dir: Path,
     assert [r["step"] for r in losses] == ["1", "2"] and losses[0]["value"] != "9"
 
 
+def test_a_run_resumed_into_a_new_folder_keeps_its_whole_curve(demo_dir: Path, tmp_path: Path) -> None:
+    """Resuming a zoo-style resume.pt (beside its metrics.csv) into a new --out continues the curve from step 1."""
+    import csv
+
+    cfg = _tiny_run(tmp_path, "first", steps_separate=4, stage="separate", log_every=1, checkpoint_every=0)
+    run_train(dataclasses.replace(cfg, steps_separate=2))
+    entry = tmp_path / "entry"  # as `zoo publish --unfinished` leaves it
+    entry.mkdir()
+    (entry / "resume.pt").write_bytes((tmp_path / "first" / "checkpoints" / "last.pt").read_bytes())
+    rows = (tmp_path / "first" / "metrics.csv").read_text().splitlines()
+    (entry / "metrics.csv").write_text("\n".join([*rows, "3,separate,loss,9"]) + "\n")  # a row past the checkpoint
+    run_train(load_config(None, {"resume": str(entry / "resume.pt"), "out": str(tmp_path / "second"),
+                                 "steps_separate": 4}))
+    with open(tmp_path / "second" / "metrics.csv", newline="") as handle:
+        losses = [r for r in csv.DictReader(handle) if r["name"] == "loss"]
+    assert [r["step"] for r in losses] == ["1", "2", "3", "4"] and losses[2]["value"] != "9"
+
+
 def test_runs_without_a_finite_step_fail_and_never_save_broken_weights(demo_dir: Path, tmp_path: Path,
                                                                        monkeypatch) -> None:
     with monkeypatch.context() as patch:
