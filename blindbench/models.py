@@ -44,6 +44,15 @@ class PresetTraining:
 
 
 PRESET_TRAINING = {"paper": PresetTraining(1e-4, 1e-5, 0), "tiny": PresetTraining(1e-3, 1e-4, 128)}
+# Models whose preset defaults differ, each measured (benchmarks/RESULTS.md, "GMC's dead output layer"): at 1e-3
+# the tiny GMC's last ELU layer (4 channels) saturates at -1 within ten steps on 128² crops, and its generator
+# outputs one colour for good; at 3e-4 it learns.
+MODEL_PRESET_TRAINING = {("gmc", "tiny"): PresetTraining(3e-4, 1e-4, 128)}
+
+
+def preset_training(model: str, preset: str) -> PresetTraining | None:
+    """The training defaults of ``model`` at ``preset`` (None for an unknown preset)."""
+    return MODEL_PRESET_TRAINING.get((model, preset), PRESET_TRAINING.get(preset))
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,9 @@ def test_learning_rates_default_per_preset_and_must_be_finite(tmp_path: Path) ->
     assert (paper.lr_separate, paper.lr_joint) == (1e-4, 1e-5)
     assert (tiny.lr_separate, tiny.lr_joint) == (PRESET_TRAINING["tiny"].lr_separate, PRESET_TRAINING["tiny"].lr_joint)
     assert TrainConfig(preset="tiny", lr_separate=2e-4).lr_separate == 2e-4  # an explicit value wins
+    gmc = TrainConfig(model="gmc", preset="tiny")  # its own stage-1 rate: its output layer dies at 1e-3
+    assert (gmc.lr_separate, gmc.lr_joint, gmc.crop_size) == (3e-4, tiny.lr_joint, tiny.crop_size)
+    assert TrainConfig(model="gmc").lr_separate == paper.lr_separate
     save_config(tiny, tmp_path / "c.toml")
     assert "lr_separate = 0.001" in (tmp_path / "c.toml").read_text()  # the resolved value is recorded
     for bad in (float("inf"), float("nan")):

@@ -97,14 +97,17 @@ def test_eval_and_inpaint_take_pretrained(zoo: Path, tmp_path: Path, demo_dir: P
 
 
 def test_committed_zoo_recipes_are_the_same_budget_for_every_model() -> None:
+    from blindbench.models import preset_training
     from blindbench.train import load_config
 
     configs = {p.parent.name: load_config(p) for p in sorted((REPO / "zoo" / "photos").glob("*/train.toml"))}
     assert set(configs) == {"vcn", "ca", "gmc", "pc", "gc"}
     budget = {(c.preset, c.set, c.steps_separate, c.steps_joint, c.batch_separate, c.batch_joint, c.crop_size,
-               c.critic_steps, c.lr_separate, c.lr_joint, c.seed) for c in configs.values()}  # fmt: skip
+               c.critic_steps, c.lr_joint, c.seed) for c in configs.values()}  # fmt: skip
     assert len(budget) == 1
     assert all(name == c.model for name, c in configs.items())
+    # the stage-1 rate is each model's preset default (GMC's own: its output layer dies at the others' 1e-3)
+    assert all(c.lr_separate == preset_training(name, c.preset).lr_separate for name, c in configs.items())
 
 
 def test_published_zoo_entries_load(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ class TrainConfig:
     steps_joint: int = _option(160_000, "stage-2 iterations")
     batch_separate: int = _option(12, "stage-1 batch size (per process)")
     batch_joint: int = _option(4, "stage-2 batch size (per process)")
-    lr_separate: float = _option(0.0, "stage-1 Adam learning rate (0: the preset's, paper 1e-4, tiny 1e-3)")
+    lr_separate: float = _option(0.0, "stage-1 Adam learning rate (0: the preset's, paper 1e-4, tiny 1e-3; "
+                                                "tiny gmc 3e-4)")
     lr_joint: float = _option(0.0, "stage-2 Adam learning rate, generator and critics (0: paper 1e-5, tiny 1e-4)")
     beta1: float = _option(0.5, "Adam β1")
     beta2: float = _option(0.9, "Adam β2")
@@ -78,9 +79,9 @@ class TrainConfig:
         if self.crop_size == -1:  # resolved first: the checks see a side
             object.__setattr__(self, "crop_size", _preset_crop(self))
         _validate(self)
-        from blindbench.models import PRESET_TRAINING
+        from blindbench.models import preset_training
 
-        defaults = PRESET_TRAINING[self.preset]
+        defaults = preset_training(self.model, self.preset)
         for name in ("lr_separate", "lr_joint"):  # 0 means "the preset's default"; the resolved value is saved
             if getattr(self, name) == 0:
                 object.__setattr__(self, name, getattr(defaults, name))
@@ -101,9 +102,9 @@ class TrainConfig:
 def _preset_crop(cfg: TrainConfig) -> int:
     """The preset's crop side where the training images are larger than it, else 0 (whole images)."""
     from blindbench.errors import BlindbenchError
-    from blindbench.models import PRESET_TRAINING
+    from blindbench.models import preset_training
 
-    preset = PRESET_TRAINING.get(cfg.preset) if isinstance(cfg.preset, str) else None
+    preset = preset_training(str(cfg.model), cfg.preset) if isinstance(cfg.preset, str) else None
     if preset is None or not preset.crop or not isinstance(cfg.image_size, int) or not isinstance(cfg.set, str):
         return 0  # bad options are reported by the checks
     side = cfg.image_size
