@@ -38,7 +38,7 @@ from blindbench.commands.tables import TablesConfig, run_tables
 from blindbench.commands.train import TrainConfig, run_train
 from blindbench.commands.zoo import ExportWeightsConfig, ZooPublishConfig, run_export_weights, run_zoo_publish
 from blindbench.demo import DemoConfig, run_demo
-from blindbench.errors import BlindbenchError
+from blindbench.errors import BlindbenchError, TrainingStopped
 from blindbench.export import ExportConfig, run_export
 from blindbench.options import read_config_file
 from blindbench.plot import PlotConfig, run_plot
@@ -186,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             config_type, run = COMMANDS[words]
             run(config_from_args(config_type, args, " ".join(words)))
+    except TrainingStopped as exc:  # asked to stop, and it did, resumably: not an error, not a success either
+        print(f"blindbench: {exc}", file=sys.stderr)
+        return exc.exit_code
     except BlindbenchError as exc:
         print(f"blindbench: error: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,18 @@ class ShardError(BlindbenchError):
     """A shard is missing, truncated, altered or does not match its lock."""
 
 
+class TrainingStopped(BlindbenchError):
+    """A training run stopped on SIGINT or SIGTERM after saving a checkpoint it can be resumed from.
+
+    Attributes:
+        exit_code: the shell's code for that signal (130 for SIGINT, 143 for SIGTERM), which the CLI returns.
+    """
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def did_you_mean(value: object, known: Iterable[str], list_all: bool = True) -> str:
     """The hint that ends an "unknown X" message: ``; did you mean 'y'?``, else ``; known: a, b`` (or nothing).
 

@@ -58,7 +58,7 @@ from blindbench.checkpoint import (
     weights_digest,
 )
 from blindbench.commands.train import TrainConfig
-from blindbench.errors import BlindbenchError, ConfigError, did_you_mean
+from blindbench.errors import BlindbenchError, ConfigError, TrainingStopped, did_you_mean
 from blindbench.locking import exclusive_folder
 from blindbench.options import resolved_toml, select_device
 from blindbench.paths import data_root
@@ -285,6 +285,39 @@ def weighted_sum(cfg: TrainConfig, terms: dict[str, Tensor]) -> Tensor:
     weights = {"bce": cfg.lambda_mask, "l1": cfg.lambda_l1, "semantic": cfg.lambda_semantic, "mrf": cfg.lambda_mrf,
                "adv": cfg.lambda_adv}
     return sum(weights[k] * v for k, v in terms.items())
+
+
+class StopRequest:
+    """The first SIGINT or SIGTERM asks the run to stop after the current step with a checkpoint; a second one
+    interrupts at once as usual. Only a single-process run on the main thread listens: the ranks of a torchrun
+    job would otherwise stop at different steps and hang in the next collective."""
+
+    def __init__(self, enabled: bool) -> None:
+        import signal
+        import threading
+
+        self.signal = ""
+        self.previous: dict[int, Any] = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+            for sig in self.previous:
+                signal.signal(sig, self._request)
+
+    def _request(self, signum: int, frame: object) -> None:
+        import signal
+
+        self.signal = signal.Signals(signum).name
+        self.restore()  # the next one acts at once
+        print(f"\n{self.signal}: stopping after this step with a checkpoint (again to stop at once)", file=sys.stderr,
+              flush=True)
+
+    def restore(self) -> None:
+        """Put the handlers back that were there before."""
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
 
 
 # ------------------------------------------------------------------------------------------------------ logging
@@ -671,6 +704,7 @@ class Trainer:
         self.history: Path | None = None  # metrics.csv of the run a restored checkpoint came from
         self.finite_steps = 0  # generator steps that were not skipped, in this process
         self.stopped_by_budget = False  # max_minutes ran out before the plan
+        self.stopped_by = ""  # the signal that stopped the run before its plan, if one did
         # one record per (re)start: steps, seconds spent in training steps, and the hardware (for the zoo's cards)
         self.sessions: list[dict[str, Any]] = []
         self.session = {"steps": [0, 0], "seconds": 0.0, **hardware()}
@@ -911,6 +945,7 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.total_steps, initial=self.step, desc=cfg.model, dynamic_ncols=True)
+        stop = StopRequest(enabled=rt.world == 1)
         try:
             done_before = 0
             for index, (stage, steps) in enumerate(cfg.plan()):
@@ -944,23 +979,25 @@ class Trainer:
                     logs["images_per_s"] = batch_size * rt.world / max(now - tic, 1e-9)
                     tic = now
                     self._periodic(stage, stage_step + 1, steps, logs, batch, out, logger, bar)
-                    if cfg.max_minutes and self.session["seconds"] >= 60 * cfg.max_minutes:
+                    out_of_time = bool(cfg.max_minutes) and self.session["seconds"] >= 60 * cfg.max_minutes
+                    if out_of_time or (stop.signal and self.step < cfg.total_steps):
                         if logger is not None and self.step % max(cfg.log_every, 1):  # the last step is logged
                             logger.scalars(self.step, stage, {**scalars(logs), "bad_total": float(self.bad_total)})
                         if self.bad_in_row == 0:
                             self.save(stage, stage_step + 1)
-                        self.stopped_by_budget = True
+                        self.stopped_by_budget, self.stopped_by = out_of_time, stop.signal
                         break
-                if self.stopped_by_budget:
-                    if rt.main:
-                        print(f"stopped by max_minutes = {cfg.max_minutes:g} at step {self.step} of "
-                              f"{cfg.total_steps}; resume to continue", flush=True)
+                if self.stopped_by_budget and rt.main:
+                    print(f"stopped by max_minutes = {cfg.max_minutes:g} at step {self.step} of "
+                          f"{cfg.total_steps}; resume to continue", flush=True)
+                if self.stopped_by_budget or self.stopped_by:
                     break
                 done_before += steps
             if self.step > first and self.finite_steps == 0:
                 raise BlindbenchError(f"no finite training step in {self.step - first} (every loss was NaN or inf): "
                                       f"check the learning rate and loss weights; nothing was saved")
         finally:
+            stop.restore()
             if bar is not None:
                 bar.close()
             if logger is not None:
@@ -1006,6 +1043,13 @@ def run_train(cfg: TrainConfig) -> Path:
             if runtime.main:  # no file is touched before the model, data and checkpoint are known to fit
                 save_config(cfg, run_dir / "config.toml")
             trainer.run(position)
+        if trainer.stopped_by:
+            import signal
+
+            saved = "checkpoint saved" if trainer.bad_in_row == 0 else "no checkpoint (the last step was not finite)"
+            raise TrainingStopped(f"stopped by {trainer.stopped_by} at step {trainer.step} of {cfg.total_steps}, "
+                                  f"{saved}; continue with `blindbench train --resume {run_dir}`",
+                                  128 + int(getattr(signal, trainer.stopped_by)))
     finally:
         if not joined_before and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # only a group this call joined

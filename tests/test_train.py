@@ -362,6 +362,42 @@ def test_a_run_resumed_into_a_new_folder_keeps_its_whole_curve(demo_dir: Path, t
     assert [r["step"] for r in losses] == ["1", "2", "3", "4"] and losses[2]["value"] != "9"
 
 
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes(demo_dir: Path, data_root: Path,
+                                                                    tmp_path: Path) -> None:
+    """`blindbench train` stopped by SIGTERM (a session ending, a preempted job) saves where it is, says how to go
+    on and exits 143; the resumed run finishes the plan."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import REPO, launch_env
+
+    run = tmp_path / "stopped"
+    cmd = [sys.executable, "-m", "blindbench.cli", "train", "--model", "vcn", "--preset", "tiny",
+           "--set", "photos-demo", "--source", "shards", "--stage", "separate", "--steps-separate", "100000",
+           "--batch-separate", "2",
+           "--image-size", "32", "--device", "cpu", "--workers", "0", "--val-set", "", "--no-perceptual",
+           "--sample-every", "0", "--checkpoint-every", "0", "--log-every", "1", "--no-progress", "--out", str(run)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=launch_env(data_root), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    metrics = run / "metrics.csv"
+    while not (metrics.is_file() and metrics.read_text().count(",loss,") >= 3):  # a few steps done
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    assert f"stopped by SIGTERM at step {step} of 100000, checkpoint saved" in output
+    assert f"blindbench train --resume {run}" in output
+    logged = [int(line.split(",")[0]) for line in metrics.read_text().splitlines() if ",loss," in line]
+    assert logged == list(range(1, step + 1))  # every step up to the checkpoint logged once, none after
+    run_train(load_config(None, {"resume": str(run), "steps_separate": step + 2}))
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == step + 2
+
+
 def test_runs_without_a_finite_step_fail_and_never_save_broken_weights(demo_dir: Path, tmp_path: Path,
                                                                        monkeypatch) -> None:
     with monkeypatch.context() as patch:
