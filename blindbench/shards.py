@@ -126,15 +126,12 @@ def _sidecar_text(digest: str, name: str, content: str) -> bytes:
             f"# libraries {_compact_json(library_versions())}\n").encode()
 
 
-def _sidecar_field(sidecar: Path, name: str) -> str:
-    for line in sidecar.read_text(errors="replace").splitlines():
+def _sidecar_field(text: str, name: str) -> str:
+    """The value of a sidecar's ``# NAME value`` line ("" if it has none)."""
+    for line in text.splitlines():
         if line.startswith(f"# {name} "):
             return line.removeprefix(f"# {name} ").strip()
     return ""
-
-
-def _sidecar_content(sidecar: Path) -> str:
-    return _sidecar_field(sidecar, "set content")
 
 
 def write_shard(spec: SetSpec, shard: int, out_dir: Path) -> dict:
@@ -198,19 +195,20 @@ def _existing_entry(spec: SetSpec, shard: int, out_dir: Path, content: str) -> d
     sidecar = final.with_name(final.name + ".sha256")
     if not (final.is_file() and sidecar.is_file()):
         return None
-    made_from = _sidecar_content(sidecar)
+    text = sidecar.read_text(errors="replace")
+    made_from = _sidecar_field(text, "set content")
     if not made_from:  # a sidecar from before content digests: rewrite rather than trust
         return None
     if made_from != content:
         raise StaleShardError(f"{final} was made from another version of set {spec.name} (its manifest or corpus "
                               f"changed): pass --overwrite to regenerate the set, or choose another --out")
-    if _sidecar_field(sidecar, "shard format") != str(SHARD_FORMAT):  # an older blindbench's layout: rewrite
+    if _sidecar_field(text, "shard format") != str(SHARD_FORMAT):  # an older blindbench's layout: rewrite
         return None
     # the same set drawn and encoded by other library versions (OpenCV's putText and PNG, numpy's streams) may
     # differ in its bytes: keeping such a shard would mix versions in one set, so rewrite it
-    if _sidecar_field(sidecar, "libraries") != _compact_json(library_versions()):
+    if _sidecar_field(text, "libraries") != _compact_json(library_versions()):
         return None
-    recorded = "".join(sidecar.read_text(errors="replace").split()[:1])  # empty or damaged: rewrite the shard
+    recorded = "".join(text.split()[:1])  # empty or damaged: rewrite the shard
     if sha256_file(final) != recorded:
         return None
     return {

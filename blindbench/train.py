@@ -28,6 +28,7 @@ import contextlib
 import csv
 import dataclasses
 import os
+import signal
 import sys
 import time
 import tomllib
@@ -293,10 +294,9 @@ class StopRequest:
     job would otherwise stop at different steps and hang in the next collective."""
 
     def __init__(self, enabled: bool) -> None:
-        import signal
         import threading
 
-        self.signal = ""
+        self.signal: signal.Signals | None = None
         self.previous: dict[int, Any] = {}
         if enabled and threading.current_thread() is threading.main_thread():
             self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -304,17 +304,13 @@ class StopRequest:
                 signal.signal(sig, self._request)
 
     def _request(self, signum: int, frame: object) -> None:
-        import signal
-
-        self.signal = signal.Signals(signum).name
+        self.signal = signal.Signals(signum)
         self.restore()  # the next one acts at once
-        print(f"\n{self.signal}: stopping after this step with a checkpoint (again to stop at once)", file=sys.stderr,
-              flush=True)
+        print(f"\n{self.signal.name}: stopping after this step with a checkpoint (again to stop at once)",
+              file=sys.stderr, flush=True)
 
     def restore(self) -> None:
         """Put the handlers back that were there before."""
-        import signal
-
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         self.previous = {}
@@ -704,7 +700,7 @@ class Trainer:
         self.history: Path | None = None  # metrics.csv of the run a restored checkpoint came from
         self.finite_steps = 0  # generator steps that were not skipped, in this process
         self.stopped_by_budget = False  # max_minutes ran out before the plan
-        self.stopped_by = ""  # the signal that stopped the run before its plan, if one did
+        self.stopped_by: signal.Signals | None = None  # the signal that stopped the run before its plan, if one did
         # one record per (re)start: steps, seconds spent in training steps, and the hardware (for the zoo's cards)
         self.sessions: list[dict[str, Any]] = []
         self.session = {"steps": [0, 0], "seconds": 0.0, **hardware()}
@@ -980,7 +976,7 @@ class Trainer:
                     tic = now
                     self._periodic(stage, stage_step + 1, steps, logs, batch, out, logger, bar)
                     out_of_time = bool(cfg.max_minutes) and self.session["seconds"] >= 60 * cfg.max_minutes
-                    if out_of_time or (stop.signal and self.step < cfg.total_steps):
+                    if out_of_time or (stop.signal is not None and self.step < cfg.total_steps):
                         if logger is not None and self.step % max(cfg.log_every, 1):  # the last step is logged
                             logger.scalars(self.step, stage, {**scalars(logs), "bad_total": float(self.bad_total)})
                         if self.bad_in_row == 0:
@@ -990,7 +986,7 @@ class Trainer:
                 if self.stopped_by_budget and rt.main:
                     print(f"stopped by max_minutes = {cfg.max_minutes:g} at step {self.step} of "
                           f"{cfg.total_steps}; resume to continue", flush=True)
-                if self.stopped_by_budget or self.stopped_by:
+                if self.stopped_by_budget or self.stopped_by is not None:
                     break
                 done_before += steps
             if self.step > first and self.finite_steps == 0:
@@ -1043,13 +1039,11 @@ def run_train(cfg: TrainConfig) -> Path:
             if runtime.main:  # no file is touched before the model, data and checkpoint are known to fit
                 save_config(cfg, run_dir / "config.toml")
             trainer.run(position)
-        if trainer.stopped_by:
-            import signal
-
+        if trainer.stopped_by is not None:
             saved = "checkpoint saved" if trainer.bad_in_row == 0 else "no checkpoint (the last step was not finite)"
-            raise TrainingStopped(f"stopped by {trainer.stopped_by} at step {trainer.step} of {cfg.total_steps}, "
-                                  f"{saved}; continue with `blindbench train --resume {run_dir}`",
-                                  128 + int(getattr(signal, trainer.stopped_by)))
+            raise TrainingStopped(f"stopped by {trainer.stopped_by.name} at step {trainer.step} of "
+                                  f"{cfg.total_steps}, {saved}; continue with `blindbench train --resume {run_dir}`",
+                                  128 + int(trainer.stopped_by))
     finally:
         if not joined_before and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # only a group this call joined
