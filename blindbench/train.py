@@ -4,8 +4,10 @@ Losses (SPEC §4–5), always a *sum*, images in [-1, 1]:
 
 - ``separate``: ``λ_m·BCE(F(I), M) + λ_l1·L1(G(I|M), O) + λ_sem·semantic``. The MPN and the inpainting net are
   trained "separately" in the sense of the paper: the inpainting net sees the ground-truth mask, so the image
-  losses do not reach the MPN's mask output; both parts share one Adam step (lr 1e-4) for simplicity. (Where
-  a model fuses MPN features into the RIN, those features do receive image-loss gradients.)
+  losses do not reach the MPN's mask output; both parts share one Adam step for simplicity. Where a model fuses
+  MPN features into the RIN (VCN), ``mpn_separate = "bce"`` (default; the paper's "MPN on BCE only", the PyTorch
+  reproductions) detaches them, so the MPN learns from its BCE alone; ``"all"`` lets the image losses reach it
+  through them, as the official TF code does.
 - ``joint``: ``λ_m·BCE(F(I), M) + λ_l1·L1 + λ_sem·semantic + λ_mrf·ID-MRF + λ_adv·(−D(Ô))`` with Ô = G(I|M̂),
   M̂ not detached, so the image losses train the MPN too. Each generator step first makes ``critic_steps``
   updates of a global and a patch WGAN-GP critic, as the official trainer does: each update on a fresh batch and
@@ -598,6 +600,10 @@ RESUME_CHANGEABLE = frozenset({
 })  # fmt: skip
 
 
+# Options added after runs were saved, with the behaviour those runs had before the option existed.
+LEGACY_DEFAULTS: dict[str, Any] = {"mpn_separate": "all"}
+
+
 def resume_config(resume: str, given: dict[str, Any]) -> TrainConfig:
     """The stored config of the checkpoint ``resume`` with the options ``given`` explicitly applied.
 
@@ -608,6 +614,8 @@ def resume_config(resume: str, given: dict[str, Any]) -> TrainConfig:
     stored = dict(state.get("config") or {})
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     stored = {k: v for k, v in stored.items() if k in names and k not in ("out", "resume")}
+    if stored:  # runs saved before an option existed ran with its old behaviour, not the new default
+        stored = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in stored}, **stored}
     for key, value in given.items():
         if key in RESUME_CHANGEABLE or key not in stored:
             continue
@@ -687,6 +695,8 @@ class Trainer:
             for m in self.critics.modules().values():
                 m.to(runtime.device, memory_format=memory_format)
         self.model = self._wrap(self.raw_model)
+        # stage 1 "MPN on BCE only": models that fuse MPN features into the inpainting net get them detached
+        self.detach_separate = cfg.mpn_separate == "bce" and bool(getattr(self.raw_model, "fuses_features", False))
         # Critics are not DDP-wrapped (DDP does not support the gradient penalty's double backward, nor several
         # forwards per backward); their gradients are averaged over ranks by hand in _backward_step.
         self.critic_global = self.critic_patch = None
@@ -886,7 +896,12 @@ class Trainer:
         batch = self._to_device(batch)
         joint = stage == "joint"
         with _autocast(self.runtime):
-            out = self.model(batch["input"]) if joint else self.model(batch["input"], mask=batch["mask"])
+            if joint:
+                out = self.model(batch["input"])
+            elif self.detach_separate:
+                out = self.model(batch["input"], mask=batch["mask"], detach_features=True)
+            else:
+                out = self.model(batch["input"], mask=batch["mask"])
             terms = reconstruction_losses(cfg, self.vgg, out, batch, joint)
             rec = weighted_sum(cfg, terms)
         flags = [torch.isfinite(rec.detach())]

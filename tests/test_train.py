@@ -71,14 +71,42 @@ def test_separate_stage_feeds_the_true_mask(demo_dir: Path, tmp_path: Path, monk
     seen = {}
     forward = trainer.model.forward
 
-    def spy(image, mask=None, beta=None):
+    def spy(image, mask=None, **kwargs):
         seen["mask"] = mask
-        return forward(image, mask=mask, beta=beta)
+        return forward(image, mask=mask, **kwargs)
 
     monkeypatch.setattr(trainer, "model", spy)
     batch = next(train.BatchSource(cfg, 2, trainer.runtime).batches())
     logs, _ = trainer.train_step("separate", batch)
     assert torch.equal(seen["mask"], batch["mask"]) and "adv" not in logs and "critic" not in logs
+
+
+@pytest.mark.parametrize("mpn_separate", ["bce", "all"])
+def test_separate_stage_trains_the_mpn_on_bce_only_unless_asked(mpn_separate: str, demo_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """λ_m = 0 leaves only image losses: with "bce" they must not move the MPN (VCN fuses its features)."""
+    cfg = tiny_config(tmp_path / "run", stage="separate", steps_separate=1, lambda_mask=0.0,
+                      mpn_separate=mpn_separate)
+    trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "run")
+    trainer._make_optimizers("separate")
+    before = {k: v.clone() for k, v in trainer.raw_model.mpn.state_dict().items()}
+    rin_before = {k: v.clone() for k, v in trainer.raw_model.rin.state_dict().items()}
+    batch = next(train.BatchSource(cfg, 2, trainer.runtime).batches())
+    logs, _ = trainer.train_step("separate", batch)
+    assert "skipped" not in logs
+    moved = [k for k, v in trainer.raw_model.mpn.state_dict().items() if not torch.equal(v, before[k])]
+    assert bool(moved) == (mpn_separate == "all"), moved
+    assert any(not torch.equal(v, rin_before[k]) for k, v in trainer.raw_model.rin.state_dict().items())
+
+
+def test_runs_saved_before_mpn_separate_resume_with_the_old_behaviour(demo_dir: Path, tmp_path: Path) -> None:
+    run = run_train(tiny_config(tmp_path / "old", stage="separate", steps_separate=1))
+    path = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    del state["config"]["mpn_separate"]
+    save_checkpoint(state, path)
+    assert load_config(None, {"resume": str(run), "steps_separate": 2}).mpn_separate == "all"
+    assert tiny_config(tmp_path / "new").mpn_separate == "bce"
 
 
 def test_resume_is_bit_exact(demo_dir: Path, tmp_path: Path) -> None:

@@ -51,8 +51,8 @@ class VCN(nn.Module):
     """Visual consistency network: MPN predicts the damage mask, RIN inpaints guided by it.
 
     The RIN receives ``mask`` when one is given (the ground-truth mask in stage-1 training, or a user's mask
-    for non-blind use), else ``M̂ = sigmoid(mask_logits)``. Nothing is detached: RIN losses reach the MPN
-    through M̂ (inside every PCN) and through the fused features.
+    for non-blind use), else ``M̂ = sigmoid(mask_logits)``. Nothing is detached unless ``detach_features`` asks:
+    RIN losses reach the MPN through M̂ (inside every PCN) and through the fused features.
 
     Without an MPN (``use_mpn=False``) and without a user mask, a PCN-equipped RIN gets the constant soft
     mask ``no_mpn_mask`` (0.5, "no idea where the damage is"). With a spatially constant H = 0.5 the damaged
@@ -83,7 +83,13 @@ class VCN(nn.Module):
         fusion_channels = self.mpn.out_channels_features if (self.mpn is not None and config.fusion) else 0
         self.rin = RIN(config.width, fusion_channels, config.use_pcn, config.se_reduction, config.fixed_beta)
 
-    def forward(self, image: Tensor, mask: Tensor | None = None, beta: float | None = None) -> InpaintOutput:
+    @property
+    def fuses_features(self) -> bool:
+        """Whether the RIN receives MPN features (then :meth:`forward` accepts ``detach_features``)."""
+        return self.mpn is not None and self.config.fusion
+
+    def forward(self, image: Tensor, mask: Tensor | None = None, beta: float | None = None,
+                detach_features: bool = False) -> InpaintOutput:
         """Predict the mask and restore ``image``.
 
         Args:
@@ -91,6 +97,8 @@ class VCN(nn.Module):
             mask: optional (B, 1, H, W) mask in [0, 1] (1 = damaged) that replaces M̂ as the RIN's guide;
                 the MPN still runs and its logits are still returned.
             beta: fixed β in [0, 1] for every PCN instead of the SE prediction (test-time study).
+            detach_features: cut the RIN's gradient into the MPN through the fused features (stage 1 "MPN on BCE
+                only", as the paper and the PyTorch reproductions train it; the official TF code does not cut it).
         """
         check_image_size(image)
         if beta is not None and not 0.0 <= beta <= 1.0:
@@ -101,6 +109,8 @@ class VCN(nn.Module):
         guide = mask
         if self.mpn is not None:
             logits, features = self.mpn(image)
+            if detach_features and features is not None:
+                features = features.detach()
             if guide is None:
                 guide = torch.sigmoid(logits)  # M̂
         elif guide is None:

@@ -45,6 +45,9 @@ class TrainConfig:
                                   "(official); shared: all reuse the generator step's", choices=("fresh", "shared"))
     critic_input: str = _option("composite", "composite: critics judge Ô ⊙ M̃̂ + I ⊙ (1 − M̃̂) (official); raw: Ô",
                                 choices=("composite", "raw"))
+    mpn_separate: str = _option("bce", "what trains the MPN in the separate stage: bce (its mask loss only, as "
+                                "the paper says; fused features detached) or all (the RIN's losses too, through "
+                                "the fused features, as the official TF code)", choices=("bce", "all"))
     critic_width: int = _option(0, "critic base width (0: 64 for the paper preset, 8 for tiny)")
     perceptual: bool = _option(True, "semantic and ID-MRF terms (need VGG19 weights); False turns them off")
     vgg19: str = _option("", "torchvision vgg19 .pth file (default: $BLINDBENCH_VGG19)")
