@@ -361,7 +361,10 @@ def test_server_api(runs: Path, tmp_path: Path) -> None:
 
 def test_serve_command_prints_url_and_stops_on_ctrl_c(runs: Path, tmp_path: Path) -> None:
     study = _make(runs, tmp_path / "s", sheets=1, pairs=2)
+    # a Ctrl-C in a terminal: a shell's background job (CI runners, nohup) starts its children with SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler, so give the child the terminal's default
     code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from blindbench.study import StudyServeConfig, run_study_serve\n"
         f"run_study_serve(StudyServeConfig(study={str(study)!r}, port=0))\n"
     )
