@@ -604,6 +604,12 @@ RESUME_CHANGEABLE = frozenset({
 LEGACY_DEFAULTS: dict[str, Any] = {"mpn_separate": "all"}
 
 
+def stored_config(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's saved config, options added since it was saved set to the behaviour the run had."""
+    stored = dict(state.get("config") or {})
+    return {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in stored}, **stored} if stored else stored
+
+
 def resume_config(resume: str, given: dict[str, Any]) -> TrainConfig:
     """The stored config of the checkpoint ``resume`` with the options ``given`` explicitly applied.
 
@@ -611,11 +617,8 @@ def resume_config(resume: str, given: dict[str, Any]) -> TrainConfig:
         ConfigError: one line when ``given`` changes an option outside ``RESUME_CHANGEABLE``.
     """
     state = load_checkpoint(checkpoint_file(resume))
-    stored = dict(state.get("config") or {})
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    stored = {k: v for k, v in stored.items() if k in names and k not in ("out", "resume")}
-    if stored:  # runs saved before an option existed ran with its old behaviour, not the new default
-        stored = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in stored}, **stored}
+    stored = {k: v for k, v in stored_config(state).items() if k in names and k not in ("out", "resume")}
     for key, value in given.items():
         if key in RESUME_CHANGEABLE or key not in stored:
             continue
@@ -696,7 +699,8 @@ class Trainer:
                 m.to(runtime.device, memory_format=memory_format)
         self.model = self._wrap(self.raw_model)
         # stage 1 "MPN on BCE only": models that fuse MPN features into the inpainting net get them detached
-        self.detach_separate = cfg.mpn_separate == "bce" and bool(getattr(self.raw_model, "fuses_features", False))
+        fuses = bool(getattr(self.raw_model, "fuses_features", False))
+        self.separate_options = {"detach_features": True} if cfg.mpn_separate == "bce" and fuses else {}
         # Critics are not DDP-wrapped (DDP does not support the gradient penalty's double backward, nor several
         # forwards per backward); their gradients are averaged over ranks by hand in _backward_step.
         self.critic_global = self.critic_patch = None
@@ -783,7 +787,7 @@ class Trainer:
         if state["model_name"] != self.cfg.model or state["preset"] != self.cfg.preset:
             raise BlindbenchError(f"checkpoint {path} is for {state['model_name']} ({state['preset']}), "
                                   f"not {self.cfg.model} ({self.cfg.preset})")
-        stored = state.get("config") or {}
+        stored = stored_config(state)
         for key in sorted(set(stored) - RESUME_CHANGEABLE):  # the API path too, not only the CLI's resume_config
             if hasattr(self.cfg, key) and stored[key] != getattr(self.cfg, key):
                 raise ConfigError(f"cannot change {key} when resuming {path} ({stored[key]!r} in the run, "
@@ -898,10 +902,8 @@ class Trainer:
         with _autocast(self.runtime):
             if joint:
                 out = self.model(batch["input"])
-            elif self.detach_separate:
-                out = self.model(batch["input"], mask=batch["mask"], detach_features=True)
             else:
-                out = self.model(batch["input"], mask=batch["mask"])
+                out = self.model(batch["input"], mask=batch["mask"], **self.separate_options)
             terms = reconstruction_losses(cfg, self.vgg, out, batch, joint)
             rec = weighted_sum(cfg, terms)
         flags = [torch.isfinite(rec.detach())]

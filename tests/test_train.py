@@ -107,6 +107,8 @@ def test_runs_saved_before_mpn_separate_resume_with_the_old_behaviour(demo_dir: 
     save_checkpoint(state, path)
     assert load_config(None, {"resume": str(run), "steps_separate": 2}).mpn_separate == "all"
     assert tiny_config(tmp_path / "new").mpn_separate == "bce"
+    with pytest.raises(ConfigError, match="cannot change mpn_separate"):  # the API path knows it too
+        run_train(tiny_config(run, stage="separate", steps_separate=2, resume=str(run)))
 
 
 def test_resume_is_bit_exact(demo_dir: Path, tmp_path: Path) -> None:
