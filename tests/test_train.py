@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from pathlib import Path
 
@@ -786,3 +787,30 @@ def test_cpu_training_stays_off_channels_last_without_avx512(monkeypatch) -> Non
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     check_cpu_layout(TrainConfig(channels_last=True, compile=True), cpu)  # not affected: left as asked
     assert inductor_config.layout_optimization is True
+
+
+def test_lr_decay_falls_linearly_over_the_end_of_each_stage(demo_dir: Path, tmp_path: Path) -> None:
+    assert [train.decayed_lr(1.0, i, 8, 0.5) for i in range(8)] == [1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2]
+    assert [train.decayed_lr(1.0, i, 4, 0.0) for i in range(4)] == [1.0] * 4
+    run = run_train(tiny_config(tmp_path / "decay", steps_separate=4, steps_joint=2, lr_separate=1e-3,
+                                lr_joint=1e-4, lr_decay=0.5))
+    rows = csv.DictReader((run / "metrics.csv").read_text().splitlines())
+    lrs = {int(row["step"]): float(row["value"]) for row in rows if row["name"] == "lr"}
+    assert lrs == pytest.approx({1: 1e-3, 2: 1e-3, 3: 2e-3 / 3, 4: 1e-3 / 3, 5: 1e-4, 6: 5e-5})
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert all(g["lr"] == pytest.approx(5e-5) for o in state["optimizers"].values() for g in o["param_groups"])
+    with pytest.raises(ConfigError, match="lr_decay is a fraction"):
+        tiny_config(tmp_path / "bad", lr_decay=1.5)
+    with pytest.raises(ConfigError, match="cannot change lr_decay"):
+        load_config(None, {"resume": str(run), "lr_decay": 0.25})
+
+
+def test_resume_with_lr_decay_is_bit_exact(demo_dir: Path, tmp_path: Path) -> None:
+    common = dict(stage="separate", lr_decay=0.5)
+    full = run_train(tiny_config(tmp_path / "full", steps_separate=4, **common))
+    half = run_train(tiny_config(tmp_path / "half", steps_separate=4, max_minutes=1e-9, **common))
+    assert load_checkpoint(half)["step"] == 1  # the budget stops it after its first step
+    resumed = run_train(tiny_config(tmp_path / "half", steps_separate=4, resume=str(tmp_path / "half"), **common))
+    a, b = load_checkpoint(full)["model"], load_checkpoint(resumed)["model"]
+    assert load_checkpoint(resumed)["step"] == 4
+    assert all(torch.equal(a[k], b[k]) for k in a)

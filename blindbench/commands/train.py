@@ -32,6 +32,8 @@ class TrainConfig:
     lr_separate: float = _option(0.0, "stage-1 Adam learning rate (0: the preset's, paper 1e-4, tiny 1e-3; "
                                                 "tiny gmc 3e-4)")
     lr_joint: float = _option(0.0, "stage-2 Adam learning rate, generator and critics (0: paper 1e-5, tiny 1e-4)")
+    lr_decay: float = _option(0.0, "fraction of each stage's steps, at its end, over which the learning rates fall "
+                              "linearly towards 0 (0: constant, as the paper)")
     beta1: float = _option(0.5, "Adam β1")
     beta2: float = _option(0.9, "Adam β2")
     lambda_mask: float = _option(2.0, "λ_m, weight of the mask BCE")
@@ -157,6 +159,8 @@ def _validate(cfg: TrainConfig) -> None:
     for name in ("batch_separate", "batch_joint", "val_batch"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"train option {name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.lr_decay > 1.0:
+        raise ConfigError(f"train option lr_decay is a fraction of each stage's steps, in [0, 1], got {cfg.lr_decay}")
     if not (0.0 <= cfg.beta1 < 1.0 and 0.0 <= cfg.beta2 < 1.0):
         raise ConfigError(f"Adam betas must lie in [0, 1), got ({cfg.beta1}, {cfg.beta2})")
     if cfg.init and cfg.resume:
