@@ -9,8 +9,10 @@ Losses (SPEC §4–5), always a *sum*, images in [-1, 1]:
   reproductions) detaches them, so the MPN learns from its BCE alone; ``"all"`` lets the image losses reach it
   through them, as the official TF code does.
 - ``joint``: ``λ_m·BCE(F(I), M) + λ_l1·L1 + λ_sem·semantic + λ_mrf·ID-MRF + λ_adv·(−D(Ô))`` with Ô = G(I|M̂),
-  M̂ not detached, so the image losses train the MPN too. Each generator step first makes ``critic_steps``
-  updates of a global and a patch WGAN-GP critic, as the official trainer does: each update on a fresh batch and
+  M̂ not detached, so the image losses train the MPN too; ``lambda_composite`` (default 0, not in the paper)
+  adds the L1 of the composite ``Ô ⊙ M̂ + I ⊙ (1 − M̂)``, which trains M̂ for the composite's scores.
+  Each generator step first makes ``critic_steps`` updates of a global and a patch WGAN-GP critic, as the
+  official trainer does: each update on a fresh batch and
   a fresh (no-grad) generator output (``critic_batches = "shared"`` reuses the step's batch instead), the critics
   judging the composite ``Ô ⊙ M̃̂ + I ⊙ (1 − M̃̂)`` with M̃̂ the smoothed M̂ (``critic_input = "raw"``: Ô), and
   both gradient penalties restricted to the damaged region (official ``gradients_penalty(x, y, mask)``).
@@ -290,6 +292,10 @@ def reconstruction_losses(cfg: TrainConfig, vgg: nn.Module | None, out, batch: d
     if out.mask_logits is not None:
         terms["bce"] = losses.mask_bce(out.mask_logits.float(), batch["mask"])
     terms["l1"] = losses.l1(pred.float(), target)
+    if joint and cfg.lambda_composite and out.mask_logits is not None:  # stage 1 keeps image losses off the MPN
+        from vcn.types import composite
+
+        terms["l1_composite"] = losses.l1(composite(batch["input"], out).float(), target)
     if vgg is not None:  # one VGG19 pass per image for both perceptual terms
         terms.update({k: v.float() for k, v in losses.perceptual_losses(vgg, pred, target, mrf=joint).items()})
     return terms
@@ -297,7 +303,7 @@ def reconstruction_losses(cfg: TrainConfig, vgg: nn.Module | None, out, batch: d
 
 def weighted_sum(cfg: TrainConfig, terms: dict[str, Tensor]) -> Tensor:
     weights = {"bce": cfg.lambda_mask, "l1": cfg.lambda_l1, "semantic": cfg.lambda_semantic, "mrf": cfg.lambda_mrf,
-               "adv": cfg.lambda_adv}
+               "adv": cfg.lambda_adv, "l1_composite": cfg.lambda_composite}
     return sum(weights[k] * v for k, v in terms.items())
 
 
@@ -612,7 +618,7 @@ RESUME_CHANGEABLE = frozenset({
 
 
 # Options added after runs were saved, with the behaviour those runs had before the option existed.
-LEGACY_DEFAULTS: dict[str, Any] = {"mpn_separate": "all", "lr_decay": 0.0}
+LEGACY_DEFAULTS: dict[str, Any] = {"mpn_separate": "all", "lr_decay": 0.0, "lambda_composite": 0.0}
 
 
 def stored_config(state: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,28 @@ def test_joint_image_losses_reach_the_mpn(demo_dir: Path, tmp_path: Path) -> Non
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+def test_composite_l1_is_the_l1_of_the_blend_and_trains_the_mask_in_the_joint_stage_only(demo_dir: Path,
+                                                                                        tmp_path: Path) -> None:
+    from vcn.types import composite
+
+    cfg = tiny_config(tmp_path / "run", stage="joint", lambda_mask=0.0, lambda_l1=0.0, lambda_composite=1.0)
+    trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "run")
+    batch = next(train.BatchSource(cfg, 2, trainer.runtime).batches())
+    out = trainer.model(batch["input"])
+    terms = train.reconstruction_losses(cfg, None, out, batch, joint=True)
+    expected = (composite(batch["input"], out) - batch["target"]).abs().mean()
+    assert torch.allclose(terms["l1_composite"], expected)
+    train.weighted_sum(cfg, {"l1_composite": terms["l1_composite"]}).backward()
+    head = trainer.raw_model.mpn.parameters()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head)  # it reaches M̂
+    assert "l1_composite" not in train.reconstruction_losses(cfg, None, out, batch, joint=False)
+    off = dataclasses.replace(cfg, lambda_composite=0.0)
+    assert "l1_composite" not in train.reconstruction_losses(off, None, out, batch, joint=True)
+    run = run_train(tiny_config(tmp_path / "logged", lambda_composite=1.4))
+    rows = csv.DictReader((run / "metrics.csv").read_text().splitlines())
+    assert {int(r["step"]) for r in rows if r["name"] == "l1_composite"} == {2, 3}  # the two joint steps
+
+
 def test_separate_stage_feeds_the_true_mask(demo_dir: Path, tmp_path: Path, monkeypatch) -> None:
     cfg = tiny_config(tmp_path / "run", stage="separate", steps_separate=1)
     trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "run")
