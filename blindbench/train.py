@@ -617,6 +617,19 @@ RESUME_CHANGEABLE = frozenset({
 })  # fmt: skip
 
 
+# What only the joint stage reads: a resume from a checkpoint still in the separate stage may change these too, and
+# the run goes on as a run configured so from the start would have (its first stage never read them).
+JOINT_STAGE_OPTIONS = frozenset({
+    "lr_joint", "batch_joint", "lambda_mrf", "lambda_adv", "lambda_gp", "lambda_composite", "critic_steps",
+    "critic_batches", "critic_input",
+})  # fmt: skip
+
+
+def resume_changeable(state: dict[str, Any]) -> frozenset[str]:
+    """The options a resume from the checkpoint ``state`` may change."""
+    return RESUME_CHANGEABLE | (JOINT_STAGE_OPTIONS if state.get("stage") == "separate" else frozenset())
+
+
 # Options added after runs were saved, with the behaviour those runs had before the option existed.
 LEGACY_DEFAULTS: dict[str, Any] = {"mpn_separate": "all", "lr_decay": 0.0, "lambda_composite": 0.0}
 
@@ -636,8 +649,9 @@ def resume_config(resume: str, given: dict[str, Any]) -> TrainConfig:
     state = load_checkpoint(checkpoint_file(resume))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     stored = {k: v for k, v in stored_config(state).items() if k in names and k not in ("out", "resume")}
+    changeable = resume_changeable(state)
     for key, value in given.items():
-        if key in RESUME_CHANGEABLE or key not in stored:
+        if key in changeable or key not in stored:
             continue
         if isinstance(stored[key], float) and isinstance(value, int | float) and not isinstance(value, bool):
             value = float(value)
@@ -805,7 +819,7 @@ class Trainer:
             raise BlindbenchError(f"checkpoint {path} is for {state['model_name']} ({state['preset']}), "
                                   f"not {self.cfg.model} ({self.cfg.preset})")
         stored = stored_config(state)
-        for key in sorted(set(stored) - RESUME_CHANGEABLE):  # the API path too, not only the CLI's resume_config
+        for key in sorted(set(stored) - resume_changeable(state)):  # the API path too, not only resume_config
             if hasattr(self.cfg, key) and stored[key] != getattr(self.cfg, key):
                 raise ConfigError(f"cannot change {key} when resuming {path} ({stored[key]!r} in the run, "
                                   f"{getattr(self.cfg, key)!r} now): start a new run instead")

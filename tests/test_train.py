@@ -836,3 +836,20 @@ def test_resume_with_lr_decay_is_bit_exact(demo_dir: Path, tmp_path: Path) -> No
     a, b = load_checkpoint(full)["model"], load_checkpoint(resumed)["model"]
     assert load_checkpoint(resumed)["step"] == 4
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resume_before_the_joint_stage_may_change_its_options_and_equals_a_run_configured_so(
+        demo_dir: Path, tmp_path: Path) -> None:
+    joint = dict(lambda_composite=1.4, critic_steps=2, lr_joint=3e-4)
+    straight = run_train(tiny_config(tmp_path / "straight", steps_separate=2, steps_joint=2, **joint))
+    first = run_train(tiny_config(tmp_path / "branch", steps_separate=2, steps_joint=0))
+    assert load_checkpoint(first)["stage"] == "separate"
+    cfg = load_config(None, {"resume": str(first), "steps_joint": 2, **joint})
+    assert (cfg.lambda_composite, cfg.critic_steps, cfg.lr_joint) == (1.4, 2, 3e-4)
+    branched = run_train(cfg)
+    a, b = load_checkpoint(straight)["model"], load_checkpoint(branched)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="cannot change lambda_composite"):  # once in the joint stage: refused
+        load_config(None, {"resume": str(branched), "steps_joint": 3, "lambda_composite": 0.0})
+    with pytest.raises(ConfigError, match="cannot change lr_separate"):  # stage-1 options: always refused
+        load_config(None, {"resume": str(tmp_path / "straight"), "lr_separate": 1e-4})
