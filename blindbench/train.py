@@ -765,7 +765,7 @@ class Trainer:
 
     def _make_optimizers(self, stage: str) -> None:
         cfg = self.cfg
-        lr = self.base_lr = cfg.lr_separate if stage == "separate" else cfg.lr_joint
+        lr = cfg.lr_separate if stage == "separate" else cfg.lr_joint
         betas = (cfg.beta1, cfg.beta2)
         self.optimizers = {"generator": torch.optim.Adam(self.raw_model.parameters(), lr=lr, betas=betas)}
         fp16 = self.runtime.amp_dtype == torch.float16
@@ -1012,9 +1012,10 @@ class Trainer:
                 self.raw_model.train()
                 per_step = self.batches_per_step(stage)
                 data = source.batches(start * per_step)
+                base_lr = self.optimizers["generator"].defaults["lr"]  # the stage's rate (param groups get decayed)
                 tic = time.perf_counter()
                 for stage_step in range(start, steps):
-                    lr = decayed_lr(self.base_lr, stage_step, steps, cfg.lr_decay)
+                    lr = decayed_lr(base_lr, stage_step, steps, cfg.lr_decay)
                     for optimizer in self.optimizers.values():
                         for group in optimizer.param_groups:
                             group["lr"] = lr
