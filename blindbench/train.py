@@ -228,27 +228,37 @@ class BatchSource:
                     raise BlindbenchError(f"set {self.spec.name} ran out of batches in epoch {epoch}")
                 position += 1
                 batch = resize_batch(batch, self.cfg.image_size)
-                yield crop_batch(batch, self.cfg.crop_size, self.cfg.seed, self.epoch_offset, position)
+                yield crop_batch(batch, self.cfg.crop_size, self.cfg.seed, self.epoch_offset, position,
+                                 flip=self.cfg.flip)
 
 
-def crop_batch(batch: dict, size: int, seed: int, epoch_offset: int, position: int) -> dict:
-    """One random ``size``² window per sample, drawn from a generator seeded by (seed, stage, batch position).
+def crop_batch(batch: dict, size: int, seed: int, epoch_offset: int, position: int, flip: bool = False) -> dict:
+    """One random ``size``² window per sample, drawn from a generator seeded by (seed, stage, batch position),
+    and with ``flip`` a horizontal flip of each sample with probability 1/2, drawn after the windows.
 
-    Seeding by position rather than drawing from a running generator keeps a resumed run's crops identical.
+    Seeding by position rather than drawing from a running generator keeps a resumed run's crops identical; the
+    flips come after the window draws so that a run with flips sees the same windows as one without.
     """
     height, width = batch["input"].shape[-2:]
-    if not size or (height == size and width == size):
+    crop = bool(size) and (height != size or width != size)
+    if not crop and not flip:
         return batch
-    if size > min(height, width):
+    if crop and size > min(height, width):
         raise ConfigError(f"crop_size {size} exceeds the batch images ({height}x{width})")
     gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch_offset) * 1_000_033 + position)
     n = batch["input"].shape[0]
-    tops = torch.randint(0, height - size + 1, (n,), generator=gen).tolist()
-    lefts = torch.randint(0, width - size + 1, (n,), generator=gen).tolist()
+    if crop:
+        tops = torch.randint(0, height - size + 1, (n,), generator=gen).tolist()
+        lefts = torch.randint(0, width - size + 1, (n,), generator=gen).tolist()
+    else:
+        tops = lefts = [0] * n
+    flips = (torch.rand(n, generator=gen) < 0.5).tolist() if flip else [False] * n
     out = dict(batch)
     for key, value in batch.items():
         if isinstance(value, Tensor) and value.ndim == 4:
-            out[key] = torch.stack([v[:, t:t + size, x:x + size] for v, t, x in zip(value, tops, lefts, strict=True)])
+            windows = [v[:, t:t + size, x:x + size] if crop else v
+                       for v, t, x in zip(value, tops, lefts, strict=True)]
+            out[key] = torch.stack([w.flip(-1) if f else w for w, f in zip(windows, flips, strict=True)])
     return out
 
 
@@ -631,7 +641,7 @@ def resume_changeable(state: dict[str, Any]) -> frozenset[str]:
 
 
 # Options added after runs were saved, with the behaviour those runs had before the option existed.
-LEGACY_DEFAULTS: dict[str, Any] = {"mpn_separate": "all", "lr_decay": 0.0, "lambda_composite": 0.0}
+LEGACY_DEFAULTS: dict[str, Any] = {"mpn_separate": "all", "lr_decay": 0.0, "lambda_composite": 0.0, "flip": False}
 
 
 def stored_config(state: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,24 @@ def test_crop_batch_is_a_window_shared_by_all_tensors_and_replayable() -> None:
         crop_batch(batch, 96, 0, 0, 0)
 
 
+def test_flip_mirrors_about_half_the_samples_inside_the_same_windows() -> None:
+    batch = _coordinate_batch(n=64)
+    plain = crop_batch(batch, 32, seed=0, epoch_offset=0, position=5)
+    flipped = crop_batch(batch, 32, seed=0, epoch_offset=0, position=5, flip=True)
+    mirrored = []
+    for i in range(64):  # every tensor of a sample flips together, inside the window the unflipped run draws
+        same = all(torch.equal(flipped[k][i], plain[k][i]) for k in ("input", "target", "mask", "soft_mask"))
+        mirror = all(torch.equal(flipped[k][i], plain[k][i].flip(-1)) for k in ("input", "target", "mask", "soft_mask"))
+        assert same != mirror
+        mirrored.append(mirror)
+    assert 16 <= sum(mirrored) <= 48
+    again = crop_batch(batch, 32, seed=0, epoch_offset=0, position=5, flip=True)
+    assert torch.equal(again["mask"], flipped["mask"]) and flipped["key"] == batch["key"]
+    whole = crop_batch(batch, 0, seed=0, epoch_offset=0, position=5, flip=True)  # no crop: whole images flip
+    assert whole["mask"].shape == batch["mask"].shape
+    assert {bool(torch.equal(whole["mask"][i], batch["mask"][i].flip(-1))) for i in range(64)} == {True, False}
+
+
 def test_crop_size_must_suit_the_patch_critic() -> None:
     with pytest.raises(ConfigError, match="crop_size must be a multiple of 32"):
         TrainConfig(crop_size=48)

@@ -838,6 +838,19 @@ def test_resume_with_lr_decay_is_bit_exact(demo_dir: Path, tmp_path: Path) -> No
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_flip_changes_what_the_model_sees_and_is_fixed_for_a_run(demo_dir: Path, tmp_path: Path) -> None:
+    common = dict(stage="separate", steps_separate=2, crop_size=32, image_size=0)
+    plain = run_train(tiny_config(tmp_path / "plain", **common))
+    flipped = run_train(tiny_config(tmp_path / "flip", flip=True, **common))
+    again = run_train(tiny_config(tmp_path / "again", flip=True, **common))
+    a, b, c = (load_checkpoint(run)["model"] for run in (plain, flipped, again))
+    assert not all(torch.equal(a[k], b[k]) for k in a) and all(torch.equal(b[k], c[k]) for k in b)
+    assert load_checkpoint(flipped)["config"]["flip"] is True
+    with pytest.raises(ConfigError, match="cannot change flip"):
+        load_config(None, {"resume": str(plain), "flip": True})
+    assert train.LEGACY_DEFAULTS["flip"] is False  # runs saved before the option trained without flips
+
+
 def test_a_resume_before_the_joint_stage_may_change_its_options_and_equals_a_run_configured_so(
         demo_dir: Path, tmp_path: Path) -> None:
     joint = dict(lambda_composite=1.4, critic_steps=2, lr_joint=3e-4)

@@ -58,6 +58,8 @@ class TrainConfig:
     image_size: int = _option(0, "resize batches to this side (0: the set's size); area for images")
     crop_size: int = _option(-1, "random square crop of this side after any resize, keeping the strokes' scale (0: "
                              "none; -1: the preset's, paper none, tiny 128 where the images are larger)")
+    flip: bool = _option(False, "random horizontal flip of each training sample (p = 1/2, input, target and "
+                         "masks together), drawn with its crop")
     device: str = device_option()
     amp: bool = _option(True, "mixed precision on CUDA (bf16, fp16 + GradScaler where bf16 is missing)")
     channels_last: bool = _option(False, "channels-last memory format")
