@@ -10,7 +10,8 @@ Losses (SPEC §4–5), always a *sum*, images in [-1, 1]:
   through them, as the official TF code does.
 - ``joint``: ``λ_m·BCE(F(I), M) + λ_l1·L1 + λ_sem·semantic + λ_mrf·ID-MRF + λ_adv·(−D(Ô))`` with Ô = G(I|M̂),
   M̂ not detached, so the image losses train the MPN too; ``lambda_composite`` (default 0, not in the paper)
-  adds the L1 of the composite ``Ô ⊙ M̂ + I ⊙ (1 − M̂)``, which trains M̂ for the composite's scores.
+  adds the L1 of the composite ``Ô ⊙ M̂ + I ⊙ (1 − M̂)``, which trains M̂ for the composite's scores, and
+  ``lambda_composite_ssim`` (default 0, not in the paper) its ``1 − SSIM`` (:func:`vcn.losses.ssim_loss`).
   Each generator step first makes ``critic_steps`` updates of a global and a patch WGAN-GP critic, as the
   official trainer does: each update on a fresh batch and
   a fresh (no-grad) generator output (``critic_batches = "shared"`` reuses the step's batch instead), the critics
@@ -302,10 +303,14 @@ def reconstruction_losses(cfg: TrainConfig, vgg: nn.Module | None, out, batch: d
     if out.mask_logits is not None:
         terms["bce"] = losses.mask_bce(out.mask_logits.float(), batch["mask"])
     terms["l1"] = losses.l1(pred.float(), target)
-    if joint and cfg.lambda_composite and out.mask_logits is not None:  # stage 1 keeps image losses off the MPN
-        from vcn.types import composite
+    if joint and (cfg.lambda_composite or cfg.lambda_composite_ssim) and out.mask_logits is not None:
+        from vcn.types import composite  # stage 1 keeps image losses off the MPN
 
-        terms["l1_composite"] = losses.l1(composite(batch["input"], out).float(), target)
+        blended = composite(batch["input"], out).float()
+        if cfg.lambda_composite:
+            terms["l1_composite"] = losses.l1(blended, target)
+        if cfg.lambda_composite_ssim:
+            terms["ssim_composite"] = losses.ssim_loss(blended, target)
     if vgg is not None:  # one VGG19 pass per image for both perceptual terms
         terms.update({k: v.float() for k, v in losses.perceptual_losses(vgg, pred, target, mrf=joint).items()})
     return terms
@@ -313,7 +318,8 @@ def reconstruction_losses(cfg: TrainConfig, vgg: nn.Module | None, out, batch: d
 
 def weighted_sum(cfg: TrainConfig, terms: dict[str, Tensor]) -> Tensor:
     weights = {"bce": cfg.lambda_mask, "l1": cfg.lambda_l1, "semantic": cfg.lambda_semantic, "mrf": cfg.lambda_mrf,
-               "adv": cfg.lambda_adv, "l1_composite": cfg.lambda_composite}
+               "adv": cfg.lambda_adv, "l1_composite": cfg.lambda_composite,
+               "ssim_composite": cfg.lambda_composite_ssim}
     return sum(weights[k] * v for k, v in terms.items())
 
 
@@ -630,8 +636,8 @@ RESUME_CHANGEABLE = frozenset({
 # What only the joint stage reads: a resume from a checkpoint still in the separate stage may change these too, and
 # the run goes on as a run configured so from the start would have (its first stage never read them).
 JOINT_STAGE_OPTIONS = frozenset({
-    "lr_joint", "batch_joint", "lambda_mrf", "lambda_adv", "lambda_gp", "lambda_composite", "critic_steps",
-    "critic_batches", "critic_input",
+    "lr_joint", "batch_joint", "lambda_mrf", "lambda_adv", "lambda_gp", "lambda_composite", "lambda_composite_ssim",
+    "critic_steps", "critic_batches", "critic_input",
 })  # fmt: skip
 
 
@@ -641,7 +647,8 @@ def resume_changeable(state: dict[str, Any]) -> frozenset[str]:
 
 
 # Options added after runs were saved, with the behaviour those runs had before the option existed.
-LEGACY_DEFAULTS: dict[str, Any] = {"mpn_separate": "all", "lr_decay": 0.0, "lambda_composite": 0.0, "flip": False}
+LEGACY_DEFAULTS: dict[str, Any] = {"mpn_separate": "all", "lr_decay": 0.0, "lambda_composite": 0.0, "flip": False,
+                                   "lambda_composite_ssim": 0.0}
 
 
 def stored_config(state: dict[str, Any]) -> dict[str, Any]:

@@ -87,6 +87,37 @@ def test_composite_l1_is_the_l1_of_the_blend_and_trains_the_mask_in_the_joint_st
     assert {int(r["step"]) for r in rows if r["name"] == "l1_composite"} == {2, 3}  # the two joint steps
 
 
+def test_composite_ssim_term_is_one_minus_the_blend_ssim_and_trains_the_mask_in_the_joint_stage_only(
+        demo_dir: Path, tmp_path: Path) -> None:
+    from vcn.losses import ssim_loss
+    from vcn.types import composite
+
+    cfg = tiny_config(tmp_path / "run", stage="joint", lambda_composite_ssim=1.0)
+    trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "run")
+    batch = next(train.BatchSource(cfg, 2, trainer.runtime).batches())
+    out = trainer.model(batch["input"])
+    terms = train.reconstruction_losses(cfg, None, out, batch, joint=True)
+    assert "l1_composite" not in terms  # each composite term has its own weight
+    expected = ssim_loss(composite(batch["input"], out), batch["target"])
+    assert torch.allclose(terms["ssim_composite"], expected) and 0 < float(expected.detach()) < 1
+    train.weighted_sum(cfg, {"ssim_composite": terms["ssim_composite"]}).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.raw_model.mpn.parameters())
+    assert "ssim_composite" not in train.reconstruction_losses(cfg, None, out, batch, joint=False)
+
+
+def test_ssim_loss_equals_one_minus_the_eval_ssim_on_uint8_levels() -> None:
+    from blindbench.metrics import ssim
+    from vcn.losses import ssim_loss
+
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 256, (3, 3, 24, 40), generator=gen, dtype=torch.float64) / 255
+    noisy = target + 0.1 * torch.randn(target.shape, generator=gen, dtype=torch.float64)
+    pred = noisy.clamp(0, 1).mul(255).round() / 255
+    loss = ssim_loss(pred * 2 - 1, target * 2 - 1)
+    assert abs(float(loss) - (1 - float(ssim(pred, target).mean()))) < 1e-9
+    assert float(ssim_loss(target * 2 - 1, target * 2 - 1)) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_separate_stage_feeds_the_true_mask(demo_dir: Path, tmp_path: Path, monkeypatch) -> None:
     cfg = tiny_config(tmp_path / "run", stage="separate", steps_separate=1)
     trainer = Trainer(cfg, setup_runtime(cfg), tmp_path / "run")

@@ -44,6 +44,42 @@ def l1(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target).abs().mean()
 
 
+def _ssim_taps(dtype: torch.dtype, device: torch.device, sigma: float = 1.5, radius: int = 5) -> Tensor:
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64) / sigma) ** 2)
+    return (taps / taps.sum()).to(dtype=dtype, device=device)
+
+
+def ssim_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """``1 − SSIM`` of images in [-1, 1], differentiable: the eval SSIM's conventions without the uint8 rounding.
+
+    Wang et al. with an 11×11 Gaussian window (σ 1.5), K1 = 0.01, K2 = 0.03 on the [0, 1] range, population
+    (co)variances, over the region where the window lies inside the image, averaged over pixels, channels and the
+    batch: on images already on uint8 levels it equals ``1 − blindbench.metrics.ssim`` (up to float rounding).
+    Not in the paper; a training term for the structure the eval scores, in place of the VGG terms when no VGG19
+    weights are at hand.
+
+    Args:
+        pred: (B, C, H, W) prediction in [-1, 1]; H and W at least 11.
+        target: (B, C, H, W) reference in [-1, 1].
+    """
+    x, y = (pred + 1.0) / 2.0, (target + 1.0) / 2.0
+    channels = x.shape[1]
+    taps = _ssim_taps(x.dtype, x.device)
+    rows = taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    cols = taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+
+    def blur(t: Tensor) -> Tensor:  # separable, "valid": no padding, as the eval metric's cropped region
+        return F.conv2d(F.conv2d(t, rows, groups=channels), cols, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+    return 1.0 - ssim_map.mean()
+
+
 def semantic_loss(vgg: VGG19Features, pred: Tensor, target: Tensor) -> Tensor:
     """L1 distance of VGG19 relu3_2 features (paper's semantic consistency term, weight 1e-4).
 

@@ -43,6 +43,8 @@ class TrainConfig:
     lambda_adv: float = _option(1e-3, "weight of the WGAN generator term (joint stage)")
     lambda_composite: float = _option(0.0, "weight of the L1 of the composite Ô ⊙ M̂ + I ⊙ (1 − M̂) against O (joint "
                                       "stage; 0: off, as the paper): trains M̂ for the image eval scores")
+    lambda_composite_ssim: float = _option(0.0, "weight of 1 − SSIM of the composite against O (joint stage; 0: off, "
+                                           "as the paper): trains M̂ and Ô for the composite's eval SSIM")
     lambda_gp: float = _option(10.0, "WGAN-GP gradient-penalty weight")
     critic_steps: int = _option(5, "critic updates per generator step (joint stage)")
     critic_batches: str = _option("fresh", "fresh: each critic update draws its own batch and generator output "
